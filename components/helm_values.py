@@ -1,0 +1,141 @@
+"""Consul chart values for a primary and a secondary datacenter, as pure functions of config.
+
+These functions feed both the Helm Release and the chart-tier tests (which render them with the
+real chart), so what is tested is exactly what is deployed. No Pulumi types here: secondaries
+pass in plain values resolved from the primary's stack outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+if TYPE_CHECKING:
+    from .config import DatacenterConfig, MeshGatewayConfig
+
+# Value paths this program sets for federation. helmValues may not touch them: a user override
+# of any of these would silently break federation or disagree with the other datacenters.
+OWNED_PATHS = (
+    "fullnameOverride",
+    "global.name",
+    "global.datacenter",
+    "global.tls.enabled",
+    "global.tls.caCert",
+    "global.tls.caKey",
+    "global.federation",
+    "global.acls.manageSystemACLs",
+    "global.acls.createReplicationToken",
+    "global.acls.replicationToken",
+    "global.gossipEncryption",
+    "connectInject.enabled",
+    "meshGateway.enabled",
+    "meshGateway.replicas",
+    "meshGateway.service.type",
+    "meshGateway.service.port",
+    "meshGateway.service.nodePort",
+    "meshGateway.wanAddress",
+    "server.extraVolumes",
+)
+
+# The port the mesh gateway Service listens on (the chart's default, pinned so the WAN port we
+# advertise for a static address cannot drift from it).
+GATEWAY_SERVICE_PORT = 443
+
+# Keys of the federation secret written by the chart's create-federation-secret job.
+FED_CA_CERT = "caCert"
+FED_CA_KEY = "caKey"
+FED_SERVER_CONFIG = "serverConfigJSON"
+FED_REPLICATION_TOKEN = "replicationToken"
+FED_GOSSIP_KEY = "gossipEncryptionKey"
+GOSSIP_SECRET_KEY = "key"
+
+
+def required_federation_keys(acls: bool, gossip: bool) -> list[str]:
+    """Keys a secondary needs in the primary's federation secret."""
+    keys = [FED_CA_CERT, FED_CA_KEY, FED_SERVER_CONFIG]
+    if acls:
+        keys.append(FED_REPLICATION_TOKEN)
+    if gossip:
+        keys.append(FED_GOSSIP_KEY)
+    return keys
+
+
+def mesh_gateway_values(gateway: "MeshGatewayConfig") -> dict[str, Any]:
+    service: dict[str, Any] = {"type": gateway.service_type, "port": GATEWAY_SERVICE_PORT}
+    if gateway.service_type == "NodePort":
+        service["nodePort"] = gateway.node_port
+    if gateway.wan_address:
+        # The chart advertises wanAddress.port for a static address; traffic arrives on the
+        # node port for NodePort services and on the service port otherwise.
+        port = gateway.node_port if gateway.service_type == "NodePort" else GATEWAY_SERVICE_PORT
+        wan = {"source": "Static", "static": gateway.wan_address, "port": port}
+    else:
+        # "Service": the load balancer address, the node IP with the node port, or the cluster IP.
+        wan = {"source": "Service"}
+    return {"enabled": True, "replicas": gateway.replicas, "service": service, "wanAddress": wan}
+
+
+def _common_values(cfg: "DatacenterConfig") -> dict[str, Any]:
+    return {
+        "global": {
+            "name": cfg.global_name,
+            "datacenter": cfg.datacenter,
+            "tls": {"enabled": True},
+            "federation": {"enabled": True},
+            "acls": {"manageSystemACLs": cfg.acls},
+        },
+        "connectInject": {"enabled": True},
+        "meshGateway": mesh_gateway_values(cfg.mesh_gateway),
+    }
+
+
+def primary_values(cfg: "DatacenterConfig") -> dict[str, Any]:
+    """Values of the primary: it creates the CA, the replication token and the federation secret."""
+    values = _common_values(cfg)
+    g = values["global"]
+    g["federation"]["createFederationSecret"] = True
+    g["acls"]["createReplicationToken"] = cfg.acls
+    if cfg.gossip_encryption:
+        g["gossipEncryption"] = {"secretName": cfg.gossip_secret_name, "secretKey": GOSSIP_SECRET_KEY}
+    return merge_user_values(values, cfg.helm_values)
+
+
+def secondary_values(cfg: "DatacenterConfig", primary_datacenter: str,
+                     k8s_auth_method_host: Optional[str]) -> dict[str, Any]:
+    """Values of a secondary: CA, token, gossip key and server config all come from the
+    federation secret imported from the primary (named cfg.federation_secret_name here)."""
+    secret = cfg.federation_secret_name
+    values = _common_values(cfg)
+    g = values["global"]
+    g["tls"]["caCert"] = {"secretName": secret, "secretKey": FED_CA_CERT}
+    g["tls"]["caKey"] = {"secretName": secret, "secretKey": FED_CA_KEY}
+    g["federation"]["primaryDatacenter"] = primary_datacenter
+    if k8s_auth_method_host:
+        g["federation"]["k8sAuthMethodHost"] = k8s_auth_method_host
+    if cfg.acls:
+        g["acls"]["replicationToken"] = {"secretName": secret, "secretKey": FED_REPLICATION_TOKEN}
+    if cfg.gossip_encryption:
+        g["gossipEncryption"] = {"secretName": secret, "secretKey": FED_GOSSIP_KEY}
+    values["server"] = {
+        "extraVolumes": [{
+            "type": "secret",
+            "name": secret,
+            "items": [{"key": FED_SERVER_CONFIG, "path": "config.json"}],
+            "load": True,
+        }],
+    }
+    return merge_user_values(values, cfg.helm_values)
+
+
+def merge_user_values(values: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """helmValues merged last, maps recursively (as Helm merges values files).
+
+    Validation has already refused any overlap with OWNED_PATHS, so this only adds.
+    """
+    merged = copy.deepcopy(values)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = merge_user_values(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

@@ -1,0 +1,101 @@
+"""Values guard: the Consul chart has no values schema, so we bring our own.
+
+A misspelt or mis-nested key is silently ignored by the chart (the most common federation support
+issue upstream). The key paths of each pinned chart's ``values.yaml`` ship with this package as
+data (``chart_keys/consul-<version>.txt``, made by ``tools/gen_chart_keys.py``), so the check
+works offline at preview time. A line ending in ``.*`` marks a free-form map (annotations,
+labels, extraConfig, ...): anything below it is accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+from typing import Any, Iterator, Mapping
+
+from .helm_values import OWNED_PATHS
+
+KEY_DIR = os.path.join(os.path.dirname(__file__), "chart_keys")
+
+# Federation values users most often put at the top level instead of under global:
+# the chart ignores them there without a word (consul-k8s#3796).
+GLOBAL_ONLY = ("tls", "federation", "acls", "gossipEncryption")
+
+
+def shipped_versions() -> list[str]:
+    names = sorted(os.listdir(KEY_DIR)) if os.path.isdir(KEY_DIR) else []
+    return [n[len("consul-"):-len(".txt")] for n in names if n.startswith("consul-") and n.endswith(".txt")]
+
+
+def has_key_list(version: str) -> bool:
+    return os.path.exists(_key_file(version))
+
+
+def _key_file(version: str) -> str:
+    return os.path.join(KEY_DIR, f"consul-{version}.txt")
+
+
+@functools.lru_cache(maxsize=None)
+def chart_keys(version: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(every key path, the free-form prefixes) of a pinned chart version."""
+    with open(_key_file(version), encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    free = frozenset(line[:-2] for line in lines if line.endswith(".*"))
+    keys = frozenset(line[:-2] if line.endswith(".*") else line for line in lines)
+    return keys, free
+
+
+def leaf_paths(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """Dotted paths of every non-mapping value (lists count as leaves, as Helm merges them whole)."""
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from leaf_paths(value, path + ".")
+        else:
+            yield path
+
+
+def unknown_paths(values: Mapping[str, Any], version: str) -> list[str]:
+    """Messages for every path in `values` that the chart's values.yaml does not have."""
+    if not has_key_list(version):
+        return []
+    keys, free = chart_keys(version)
+    problems = []
+    for path in leaf_paths(values):
+        parts = path.split(".")
+        prefixes = [".".join(parts[:i]) for i in range(1, len(parts))]
+        if path in keys or any(p in free for p in prefixes):
+            continue
+        near = difflib.get_close_matches(path, keys, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]!r}?" if near else "no similar key exists"
+        problems.append(f"{path!r} is not a value of the Consul chart {version}; {hint}")
+    return problems
+
+
+def _overlaps(path: str, owned: str) -> bool:
+    return path == owned or path.startswith(owned + ".") or owned.startswith(path + ".")
+
+
+def check_user_values(values: Mapping[str, Any], version: str) -> list[str]:
+    """Configuration errors for a stack's helmValues."""
+    errors = []
+    misplaced = [key for key in GLOBAL_ONLY if key in values]
+    for key in misplaced:
+        errors.append(
+            f"consul-federation:helmValues.{key}: {key!r} belongs under 'global' "
+            f"(helmValues.global.{key}); at the top level the chart ignores it silently")
+    rest = {k: v for k, v in values.items() if k not in misplaced}
+    for path in leaf_paths(rest):
+        owned = next((o for o in OWNED_PATHS if _overlaps(path, o)), None)
+        if owned is not None:
+            errors.append(
+                f"consul-federation:helmValues.{path}: {owned} is set by this program for federation; "
+                "use the matching setting (role, datacenter, globalName, acls, gossipEncryption, "
+                "meshGateway.*) instead of helmValues")
+    admin = rest.get("global", {}).get("adminPartitions", {}) if isinstance(rest.get("global"), Mapping) else {}
+    if isinstance(admin, Mapping) and admin.get("enabled") is True:
+        errors.append("consul-federation:helmValues.global.adminPartitions.enabled: True is not allowed; "
+                      "WAN federation cannot be combined with admin partitions (the chart refuses it)")
+    errors.extend(f"consul-federation:helmValues: {p}" for p in unknown_paths(rest, version))
+    return errors

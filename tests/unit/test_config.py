@@ -1,0 +1,193 @@
+"""Configuration validation: every error names the key, the value and what is allowed."""
+
+import os
+
+import pytest
+
+from components.config import ConfigError, DatacenterConfig, config_warnings, parse_config
+from stack_matrix import primary, secondary
+
+pytestmark = pytest.mark.unit
+
+
+def errors_of(raw):
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    return info.value.errors
+
+
+def only_error(raw):
+    errors = errors_of(raw)
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def test_defaults():
+    cfg = parse_config(primary())
+    assert cfg == DatacenterConfig(role="primary", datacenter="dc1", kube_context="dc1")
+    assert (cfg.namespace, cfg.release_name, cfg.global_name) == ("consul", "consul", "consul")
+    assert cfg.chart_version == "2.0.3"
+    assert cfg.chart_repo == "https://helm.releases.hashicorp.com"
+    assert cfg.acls is True and cfg.gossip_encryption is True and cfg.skip_await is False
+    gw = cfg.mesh_gateway
+    assert (gw.mode, gw.service_type, gw.node_port, gw.replicas, gw.wan_address) == \
+        ("local", "LoadBalancer", None, 1, None)
+    assert cfg.federation_secret_name == "consul-federation"
+
+
+def test_booleans_from_stack_yaml_strings():
+    cfg = parse_config(primary(acls="false", gossipEncryption="False", skipAwait="true"))
+    assert (cfg.acls, cfg.gossip_encryption, cfg.skip_await) == (False, False, True)
+
+
+@pytest.mark.parametrize("key,value,expect", [
+    ("role", "tertiary", "'primary', 'secondary'"),
+    ("datacenter", "DC1", "lowercase letters, digits and hyphens"),
+    ("datacenter", "dc_1", "lowercase letters, digits and hyphens"),
+    ("datacenter", "-dc1", "start and end with a letter or digit"),
+    ("namespace", "Consul", "Kubernetes namespace"),
+    ("releaseName", "Consul!", "Helm release name"),
+    ("globalName", "x" * 39, "at most 38"),
+    ("chartVersion", "latest", "such as 2.0.3"),
+    ("chartVersion", "0.20.0", "0.21.0 or later"),
+    ("chartVersion", "0.49.8", "1.0.0 or later"),
+    ("chartRepo", "helm.releases.hashicorp.com", "Helm repository URL"),
+    ("acls", "yes", "true or false"),
+    ("gossipEncryption", 3, "true or false"),
+    ("meshGateway", "NodePort", "object"),
+    ("helmValues", ["a"], "object"),
+])
+def test_bad_value_names_key_value_and_allowed(key, value, expect):
+    message = only_error(primary(**{key: value}))
+    assert message.startswith(f"consul-federation:{key}: {value!r}"), message
+    assert expect in message
+
+
+@pytest.mark.parametrize("key", ["role", "datacenter", "kubeContext"])
+def test_required_keys(key):
+    raw = primary()
+    del raw[key]
+    assert only_error(raw) == f"consul-federation:{key} is required but not set"
+
+
+@pytest.mark.parametrize("gateway,key,expect", [
+    ({"mode": "both"}, "meshGateway.mode", "'local', 'remote'"),
+    ({"mode": "none"}, "meshGateway.mode", "'local', 'remote'"),
+    ({"serviceType": "Ingress"}, "meshGateway.serviceType", "'LoadBalancer', 'NodePort', 'ClusterIP'"),
+    ({"serviceType": "NodePort", "nodePort": 70000}, "meshGateway.nodePort", "1 to 65535"),
+    ({"serviceType": "NodePort", "nodePort": "abc"}, "meshGateway.nodePort", "whole number"),
+    ({"nodePort": 30001}, "meshGateway.nodePort", "only used with serviceType NodePort"),
+    ({"replicas": 0}, "meshGateway.replicas", "1 to 100"),
+    ({"wanAddress": "https://gw:443"}, "meshGateway.wanAddress", "host name or IP address"),
+])
+def test_mesh_gateway_errors(gateway, key, expect):
+    message = only_error(primary(meshGateway=gateway))
+    assert message.startswith(f"consul-federation:{key}: "), message
+    assert expect in message
+
+
+def test_node_port_required_with_node_port_service():
+    message = only_error(primary(meshGateway={"serviceType": "NodePort"}))
+    assert message.startswith("consul-federation:meshGateway.nodePort is required")
+    assert "NodePort" in message
+
+
+def test_secondary_needs_primary_stack():
+    raw = secondary()
+    del raw["primaryStack"]
+    assert only_error(raw).startswith("consul-federation:primaryStack is required when role is 'secondary'")
+
+
+@pytest.mark.parametrize("key,value", [
+    ("primaryStack", "organization/consul-federation/dc1"),
+    ("k8sAuthMethodHost", "https://10.0.0.1:6443"),
+])
+def test_primary_rejects_secondary_settings(key, value):
+    message = only_error(primary(**{key: value}))
+    assert message.startswith(f"consul-federation:{key}: {value!r}")
+    assert "only secondaries" in message
+
+
+def test_bad_auth_method_host_and_stack_reference():
+    errors = errors_of(secondary(k8sAuthMethodHost="10.0.0.1:6443", primaryStack="a/b/c/d"))
+    assert any(e.startswith("consul-federation:k8sAuthMethodHost: '10.0.0.1:6443'") for e in errors)
+    assert any(e.startswith("consul-federation:primaryStack: 'a/b/c/d'") for e in errors)
+
+
+def test_unknown_keys_suggest_the_nearest():
+    errors = errors_of(primary(meshgateway={"mode": "local"}, meshGateway={"serviceTyp": "NodePort"}))
+    assert "consul-federation:meshgateway is not a setting of this program; did you mean 'meshGateway'?" in errors
+    assert any(e.startswith("consul-federation:meshGateway.serviceTyp is not a setting")
+               and "'serviceType'" in e for e in errors)
+
+
+def test_all_errors_reported_together():
+    raw = {"role": "boss", "datacenter": "DC 1", "chartVersion": "0.1.0",
+           "meshGateway": {"mode": "x", "serviceType": "NodePort"},
+           "helmValues": {"tls": {"enabled": True}}}
+    errors = errors_of(raw)
+    for needle in ("role:", "datacenter:", "kubeContext is required", "chartVersion:",
+                   "meshGateway.mode:", "meshGateway.nodePort is required", "helmValues.tls"):
+        assert any(needle in e for e in errors), (needle, errors)
+    assert len(errors) == 7
+    text = str(ConfigError(errors))
+    assert text.startswith("7 configuration error(s)") and "nothing was changed" in text
+
+
+@pytest.mark.parametrize("key", ["tls", "federation", "acls", "gossipEncryption"])
+def test_federation_values_at_top_level_are_refused(key):
+    message = only_error(primary(helmValues={key: {"enabled": True}}))
+    assert message.startswith(f"consul-federation:helmValues.{key}: '{key}' belongs under 'global'")
+    assert f"helmValues.global.{key}" in message
+
+
+@pytest.mark.parametrize("values,owned", [
+    ({"global": {"datacenter": "dc9"}}, "global.datacenter"),
+    ({"global": {"tls": {"enabled": False}}}, "global.tls.enabled"),
+    ({"global": {"federation": {"primaryDatacenter": "dc1"}}}, "global.federation"),
+    ({"global": {"acls": {"manageSystemACLs": False}}}, "global.acls.manageSystemACLs"),
+    ({"global": {"gossipEncryption": {"autoGenerate": True}}}, "global.gossipEncryption"),
+    ({"meshGateway": {"enabled": False}}, "meshGateway.enabled"),
+    ({"meshGateway": {"service": {"nodePort": 30009}}}, "meshGateway.service.nodePort"),
+    ({"meshGateway": None}, "meshGateway.enabled"),
+    ({"server": {"extraVolumes": []}}, "server.extraVolumes"),
+    ({"connectInject": {"enabled": False}}, "connectInject.enabled"),
+    ({"fullnameOverride": "x"}, "fullnameOverride"),
+])
+def test_helm_values_may_not_override_owned_keys(values, owned):
+    message = only_error(primary(helmValues=values))
+    assert f"{owned} is set by this program" in message, message
+
+
+def test_helm_values_allowed_next_to_owned_keys():
+    cfg = parse_config(primary(helmValues={
+        "global": {"tls": {"verify": False}, "acls": {"bootstrapToken": {"secretName": "b", "secretKey": "t"}}},
+        "meshGateway": {"service": {"annotations": "a: b\n"}},
+        "server": {"replicas": 3, "extraConfig": '{"log_level": "DEBUG"}'},
+        "ui": {"enabled": True}}))
+    assert cfg.helm_values["server"]["replicas"] == 3
+
+
+def test_admin_partitions_refused_with_federation():
+    message = only_error(primary(helmValues={"global": {"adminPartitions": {"enabled": True}}}))
+    assert "admin partitions" in message
+
+
+def test_chart_path_must_be_a_consul_chart(tmp_path):
+    assert "Chart.yaml" in only_error(primary(chartPath=str(tmp_path / "missing")))
+    (tmp_path / "Chart.yaml").write_text("name: vault\nversion: 0.28.0\n")
+    assert "found chart 'vault'" in only_error(primary(chartPath=str(tmp_path)))
+
+
+def test_chart_path_sets_the_chart_version(tmp_path):
+    (tmp_path / "Chart.yaml").write_text("name: consul\nversion: 1.9.11\n")
+    cfg = parse_config(primary(chartPath=str(tmp_path)))
+    assert cfg.chart_version == "1.9.11" and cfg.chart_path == os.path.abspath(tmp_path)
+    message = only_error(primary(chartPath=str(tmp_path), chartVersion="2.0.3"))
+    assert message.startswith("consul-federation:chartVersion: '2.0.3'") and "1.9.11" in message
+
+
+def test_warnings():
+    assert any("ClusterIP" in w for w in config_warnings(parse_config(primary(meshGateway={"serviceType": "ClusterIP"}))))
+    assert any("not checked" in w for w in config_warnings(parse_config(primary(chartVersion="1.5.0"))))
+    assert config_warnings(parse_config(primary())) == []
