@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping, Optional
 import pulumi
 
 from . import values_guard
+from .chart_version import fmt as _fmt
+from .chart_version import parse_version
 
 NAMESPACE = "consul-federation"
 
@@ -23,10 +25,9 @@ DEFAULT_CHART_VERSION = "2.0.3"
 DEFAULT_CHART_REPO = "https://helm.releases.hashicorp.com"
 # The chart gained WAN federation through mesh gateways in 0.21.0 (the documented minimum).
 DOCUMENTED_MINIMUM_CHART = (0, 21, 0)
-# We support 1.0.0 and later: 1.0 replaced client agents with Consul Dataplane and the values this
-# program writes (no client agents, gateways and injector talking to servers directly,
-# federation.k8sAuthMethodHost) describe that layout. Older charts need another values shape.
-SUPPORTED_MINIMUM_CHART = (1, 0, 0)
+# We support 0.32.1 and later: the oldest chart our CI renders and installs (the newest one the
+# build machine can fetch), and the first with every value this program writes for both roles.
+SUPPORTED_MINIMUM_CHART = (0, 32, 1)
 
 ROLES = ("primary", "secondary")
 MESH_GATEWAY_MODES = ("local", "remote")
@@ -38,7 +39,6 @@ MAX_GLOBAL_NAME = 38
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 _STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$")
 
@@ -125,15 +125,6 @@ class DatacenterConfig:
     @property
     def gossip_secret_name(self) -> str:
         return f"{self.resource_prefix}-gossip-encryption-key"
-
-
-def parse_version(text: str) -> Optional[tuple[int, int, int]]:
-    match = _SEMVER.match(text)
-    return (int(match[1]), int(match[2]), int(match[3])) if match else None
-
-
-def _fmt(version: tuple[int, int, int]) -> str:
-    return ".".join(map(str, version))
 
 
 class _Reader:
@@ -397,7 +388,7 @@ def load_config() -> DatacenterConfig:
 def config_warnings(cfg: DatacenterConfig) -> list[str]:
     """Things that are allowed but worth telling the user at every preview."""
     warnings = []
-    if not values_guard.has_key_list(cfg.chart_version):
+    if cfg.helm_values and not values_guard.has_key_list(cfg.chart_version):
         warnings.append(
             f"chart {cfg.chart_version}: helmValues keys are not checked against this chart "
             f"(key lists ship for {', '.join(values_guard.shipped_versions())})")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
+from .chart_version import CONTROLLER_IN_CONNECT_INJECT, PRIMARY_DATACENTER_VALUES, at_least
+
 if TYPE_CHECKING:
     from .config import DatacenterConfig, MeshGatewayConfig
 
@@ -28,6 +30,7 @@ OWNED_PATHS = (
     "global.acls.replicationToken",
     "global.gossipEncryption",
     "connectInject.enabled",
+    "controller.enabled",
     "meshGateway.enabled",
     "meshGateway.replicas",
     "meshGateway.service.type",
@@ -76,7 +79,7 @@ def mesh_gateway_values(gateway: "MeshGatewayConfig") -> dict[str, Any]:
 
 
 def _common_values(cfg: "DatacenterConfig") -> dict[str, Any]:
-    return {
+    values: dict[str, Any] = {
         "global": {
             "name": cfg.global_name,
             "datacenter": cfg.datacenter,
@@ -87,6 +90,14 @@ def _common_values(cfg: "DatacenterConfig") -> dict[str, Any]:
         "connectInject": {"enabled": True},
         "meshGateway": mesh_gateway_values(cfg.mesh_gateway),
     }
+    if not at_least(cfg.chart_version, CONTROLLER_IN_CONNECT_INJECT):
+        values["controller"] = {"enabled": True}  # ProxyDefaults needs its CRD and controller
+    return values
+
+
+def needs_primary_datacenter(cfg: "DatacenterConfig") -> bool:
+    """Whether a secondary on this chart names its primary (and k8sAuthMethodHost) in values."""
+    return at_least(cfg.chart_version, PRIMARY_DATACENTER_VALUES)
 
 
 def primary_values(cfg: "DatacenterConfig") -> dict[str, Any]:
@@ -103,15 +114,17 @@ def primary_values(cfg: "DatacenterConfig") -> dict[str, Any]:
 def secondary_values(cfg: "DatacenterConfig", primary_datacenter: str,
                      k8s_auth_method_host: Optional[str]) -> dict[str, Any]:
     """Values of a secondary: CA, token, gossip key and server config all come from the
-    federation secret imported from the primary (named cfg.federation_secret_name here)."""
+    federation secret imported from the primary (named cfg.federation_secret_name here).
+    Charts before 0.42.0 read the primary's name from serverConfigJSON only."""
     secret = cfg.federation_secret_name
     values = _common_values(cfg)
     g = values["global"]
     g["tls"]["caCert"] = {"secretName": secret, "secretKey": FED_CA_CERT}
     g["tls"]["caKey"] = {"secretName": secret, "secretKey": FED_CA_KEY}
-    g["federation"]["primaryDatacenter"] = primary_datacenter
-    if k8s_auth_method_host:
-        g["federation"]["k8sAuthMethodHost"] = k8s_auth_method_host
+    if needs_primary_datacenter(cfg):
+        g["federation"]["primaryDatacenter"] = primary_datacenter
+        if k8s_auth_method_host:
+            g["federation"]["k8sAuthMethodHost"] = k8s_auth_method_host
     if cfg.acls:
         g["acls"]["replicationToken"] = {"secretName": secret, "secretKey": FED_REPLICATION_TOKEN}
     if cfg.gossip_encryption:

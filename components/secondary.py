@@ -10,7 +10,7 @@ from . import outputs
 from .config import DatacenterConfig
 from .datacenter import ConsulDatacenter
 from .federation_secret import copy_federation_secret
-from .helm_values import secondary_values
+from .helm_values import needs_primary_datacenter, secondary_values
 from .kube_cluster import k8s_auth_method_host
 from .primary_stack import read_primary
 
@@ -26,9 +26,12 @@ class SecondaryDatacenter(ConsulDatacenter):
         self.federation_secret = copy_federation_secret(
             name, cfg, self.namespace.metadata.name, self.primary.federation_secret,
             self.provider, self)
-        self.k8s_auth_method_host = k8s_auth_method_host(name, cfg, self.provider, self)
         primary_dc = self.primary.datacenter
-        values = self.k8s_auth_method_host.apply(lambda host: secondary_values(cfg, primary_dc, host))
+        if needs_primary_datacenter(cfg):
+            auth_host = k8s_auth_method_host(name, cfg, self.provider, self)
+            values = auth_host.apply(lambda host: secondary_values(cfg, primary_dc, host))
+        else:
+            values = secondary_values(cfg, primary_dc, None)
         self._install(name, values, [self.federation_secret])
         self.stack_outputs[outputs.PRIMARY_DATACENTER] = primary_dc
         self._finish()

@@ -33,6 +33,11 @@ class Case:
     def stack(self) -> str:
         return self.config["datacenter"]
 
+    def on_chart(self, version: str) -> "Case":
+        """The same stack configured for another chart version (primary included)."""
+        primary = {**self.primary, "chartVersion": version} if self.primary else {}
+        return Case(self.id, {**self.config, "chartVersion": version}, primary)
+
     def parsed(self) -> DatacenterConfig:
         return parse_config(self.config)
 

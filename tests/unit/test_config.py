@@ -50,7 +50,7 @@ def test_booleans_from_stack_yaml_strings():
     ("globalName", "x" * 39, "at most 38"),
     ("chartVersion", "latest", "such as 2.0.3"),
     ("chartVersion", "0.20.0", "0.21.0 or later"),
-    ("chartVersion", "0.49.8", "1.0.0 or later"),
+    ("chartVersion", "0.30.0", "0.32.1 or later"),
     ("chartRepo", "helm.releases.hashicorp.com", "Helm repository URL"),
     ("acls", "yes", "true or false"),
     ("gossipEncryption", 3, "true or false"),
@@ -189,5 +189,6 @@ def test_chart_path_sets_the_chart_version(tmp_path):
 
 def test_warnings():
     assert any("ClusterIP" in w for w in config_warnings(parse_config(primary(meshGateway={"serviceType": "ClusterIP"}))))
-    assert any("not checked" in w for w in config_warnings(parse_config(primary(chartVersion="1.5.0"))))
+    assert any("not checked" in w for w in config_warnings(
+        parse_config(primary(chartVersion="1.5.0", helmValues={"ui": {"enabled": True}}))))
     assert config_warnings(parse_config(primary())) == []

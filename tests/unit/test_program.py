@@ -328,3 +328,10 @@ def test_namespace_release_and_repo_settings():
     assert numbers_as_ints(release.inputs["values"]) == primary_values(case("dc1").parsed().__class__(
         role="primary", datacenter="dc1", kube_context="dc1", namespace="mesh", release_name="hc",
         chart_version="1.9.11", chart_repo="https://charts.example.com"))
+
+
+def test_old_chart_secondary_reads_no_endpoints(tmp_path):
+    config = without_host(chartVersion="0.32.1", kubeconfig=kubeconfig(tmp_path, "https://127.0.0.1:1"))
+    run, host = auth_host_run(config, endpoints=[])
+    assert host is None and not run.all("kubernetes:core/v1:Endpoints")
+    assert "primaryDatacenter" not in run.one(RELEASE).inputs["values"]["global"]["federation"]
