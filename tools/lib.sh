@@ -33,7 +33,10 @@ build_once() {
     mkdir -p "$staging"
     local started=$SECONDS
     log "building $name $version (cold)"
+    # On failure set -e ends the script; the trap removes the half-built staging dir.
+    trap 'rm -rf "'"$staging"'"' EXIT
     "$fn" "$staging"
+    trap - EXIT
     touch "$staging/.done"
     rm -rf "$dest"
     mv "$staging" "$dest"

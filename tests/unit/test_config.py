@@ -192,3 +192,14 @@ def test_warnings():
     assert any("not checked" in w for w in config_warnings(
         parse_config(primary(chartVersion="1.5.0", helmValues={"ui": {"enabled": True}}))))
     assert config_warnings(parse_config(primary())) == []
+
+
+def test_misspelt_helm_value_names_the_nearest_chart_key():
+    message = only_error(primary(chartVersion="0.32.1", helmValues={"server": {"replica": 5}}))
+    assert message == ("consul-federation:helmValues: 'server.replica' is not a value of the Consul "
+                       "chart 0.32.1; did you mean 'server.replicas'?")
+
+
+def test_free_form_maps_accept_any_key():
+    parse_config(primary(chartVersion="0.32.1", helmValues={
+        "server": {"extraLabels": {"team": "mesh"}, "resources": {"requests": {"ephemeral-storage": "1Gi"}}}}))

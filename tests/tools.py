@@ -1,0 +1,30 @@
+"""The real tools the chart and integration tiers use, from tools/ensure.sh (cached builds)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+
+from pulumi_mocks import ROOT
+
+
+@functools.lru_cache(maxsize=None)
+def ensure(*groups: str) -> dict[str, str]:
+    """KEY -> absolute path for the given tool groups, building what is missing (may take long
+    on a cold cache; waits for a concurrent build of the same tool)."""
+    done = subprocess.run(["bash", os.path.join(ROOT, "tools", "ensure.sh"), *groups],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"tools/ensure.sh {' '.join(groups)} failed:\n{done.stderr[-4000:]}")
+    paths = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    for key, path in paths.items():
+        if not os.path.exists(path):
+            raise RuntimeError(f"tools/ensure.sh reported {key}={path}, which does not exist")
+    return paths
+
+
+def consul_charts() -> dict[str, str]:
+    """chart version -> chart directory, for every pinned Consul chart."""
+    return {key[len("CONSUL_CHART_"):].replace("_", "."): path
+            for key, path in ensure("chart").items() if key.startswith("CONSUL_CHART_")}
