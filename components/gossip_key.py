@@ -1,10 +1,18 @@
 """The gossip encryption key of the federation, made in the primary.
 
-32 random bytes, base64-encoded: exactly what ``consul keygen`` prints. It exists only as a Pulumi
-secret and inside a Kubernetes Secret; secondaries get it through the federation secret.
+The key is what ``consul keygen`` prints: 32 random bytes, base64-encoded. It exists only as a
+Pulumi secret and inside a Kubernetes Secret; secondaries get it through the federation secret.
+
+Why not ``random.RandomBytes``: pulumi-random uses the bytes themselves as that resource's ID,
+and IDs are stored in the state in plaintext (the integration tier found the key there). A
+``RandomPassword``'s ID is "none"; its 64 alphanumeric characters (381 bits) go through SHA-256
+to give the 32 key bytes.
 """
 
 from __future__ import annotations
+
+import base64
+import hashlib
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -12,22 +20,30 @@ import pulumi_random as random
 
 from .helm_values import GOSSIP_SECRET_KEY
 
+SEED_LENGTH = 64
+
+
+def gossip_key_from_seed(seed: str) -> str:
+    """32 bytes derived from the seed, base64-encoded as `consul keygen` prints them."""
+    return base64.b64encode(hashlib.sha256(seed.encode()).digest()).decode()
+
 
 class GossipEncryptionKey(pulumi.ComponentResource):
-    """A RandomBytes key stored in Secret ``secret_name`` under key ``key``."""
+    """A random key stored in Secret ``secret_name`` under key ``key``."""
 
     def __init__(self, name: str, namespace: pulumi.Input[str], secret_name: str,
                  provider: k8s.Provider, opts: pulumi.ResourceOptions):
         super().__init__("consul-federation:index:GossipEncryptionKey", name, None, opts)
-        key = random.RandomBytes(f"{name}-bytes", length=32,
-                                 opts=pulumi.ResourceOptions(parent=self))
+        seed = random.RandomPassword(f"{name}-seed", length=SEED_LENGTH, special=False,
+                                     opts=pulumi.ResourceOptions(parent=self))
+        key = pulumi.Output.secret(seed.result).apply(gossip_key_from_seed)
         # stringData takes the key as text; the API server stores it base64-encoded once, so the
         # servers read the same string `consul keygen` would have printed (no double encoding).
         self.secret = k8s.core.v1.Secret(
             f"{name}-secret",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=namespace),
             type="Opaque",
-            string_data={GOSSIP_SECRET_KEY: pulumi.Output.secret(key.base64)},
+            string_data={GOSSIP_SECRET_KEY: key},
             opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
         self.secret_name = self.secret.metadata.name

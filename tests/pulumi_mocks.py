@@ -9,6 +9,7 @@ secrets, and the parent, provider and dependencies the engine would have been to
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -29,9 +30,9 @@ MAIN = os.path.join(ROOT, "__main__.py")
 PROJECT = "consul-federation"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
-# Fixed "random" bytes, so that tests can follow the gossip key from RandomBytes to the Secret.
-GOSSIP_BYTES = bytes(range(32))
-GOSSIP_KEY = base64.b64encode(GOSSIP_BYTES).decode()
+# A fixed "random" seed, so that tests can follow the gossip key from RandomPassword to the Secret.
+GOSSIP_SEED = "s33d" * 16
+GOSSIP_KEY = base64.b64encode(hashlib.sha256(GOSSIP_SEED.encode()).digest()).decode()
 
 
 def b64(text: str) -> str:
@@ -166,8 +167,9 @@ class FederationMocks(pulumi.runtime.Mocks):
             return args.resource_id, {"data": self.federation[args.resource_id]}
         if args.typ == "kubernetes:core/v1:Endpoints" and args.resource_id:
             return args.resource_id, {"subsets": self.endpoints or []}
-        if args.typ == "random:index/randomBytes:RandomBytes":
-            state.update(base64=GOSSIP_KEY, hex=GOSSIP_BYTES.hex())
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state.update(result=GOSSIP_SEED)
+            return "none", state
         if args.typ == "kubernetes:helm.sh/v3:Release":
             state["status"] = {"name": args.inputs.get("name"), "namespace": args.inputs.get("namespace"),
                                "status": "deployed", "version": args.inputs.get("version") or "local"}

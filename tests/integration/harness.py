@@ -451,6 +451,7 @@ class ClusterHarness:
                                 client_configuration=self._cfg, persist_config=False)
         self._local = threading.local()
         self._stop = threading.Event()
+        self._webhook_event = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._job_threads: dict[str, threading.Thread] = {}
@@ -540,6 +541,7 @@ class ClusterHarness:
         self._threads = [
             self._spawn("jobs", self._watch_jobs),
             self._spawn("webhooks", self._reconcile_loop),
+            self._spawn("webhook-events", self._watch_webhook_configurations),
             self._spawn("deletion", self._deletion_loop),
         ]
         self._started = True
@@ -551,6 +553,7 @@ class ClusterHarness:
         if not self._started:
             return
         self._stop.set()
+        self._webhook_event.set()
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
@@ -1331,7 +1334,25 @@ class ClusterHarness:
             except Exception as e:
                 if not self._stop.is_set():
                     self.log.warning("webhook reconcile interrupted: %r", e)
-            self._sleep(self.poll_interval)
+            # Like the real cert manager, which watches: react to a new webhook configuration at
+            # once rather than at the next poll, or a ProxyDefaults created right after
+            # `helm install` can meet the chart's placeholder caBundle.
+            self._webhook_event.wait(self.poll_interval)
+            self._webhook_event.clear()
+
+    def _watch_webhook_configurations(self) -> None:
+        admreg = self.admreg()
+        while not self._stop.is_set():
+            try:
+                for _ in watch.Watch().stream(admreg.list_mutating_webhook_configuration,
+                                              timeout_seconds=2, _request_timeout=(5, 10)):
+                    self._webhook_event.set()
+                    if self._stop.is_set():
+                        break
+            except Exception as e:  # connection reset, read timeout: watch again
+                if not self._stop.is_set():
+                    self.log.debug("webhook configuration watch interrupted (%r)", e)
+                    self._sleep(_RETRY)
 
     def _reconcile_webhooks(self) -> None:
         core, api = self.core(), self._api()

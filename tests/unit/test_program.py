@@ -6,6 +6,8 @@ resolved; nothing is asserted inside an apply callback.
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from components.config import ConfigError
@@ -22,7 +24,7 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 PROVIDER = "pulumi:providers:kubernetes"
 PROXY_DEFAULTS = "kubernetes:consul.hashicorp.com/v1alpha1:ProxyDefaults"
 STACK_REF = "pulumi:pulumi:StackReference"
-RANDOM = "random:index/randomBytes:RandomBytes"
+RANDOM = "random:index/randomPassword:RandomPassword"
 
 
 def numbers_as_ints(node):
@@ -149,7 +151,7 @@ def test_gossip_key_secret(ran):
     if not gossip_on:
         assert not run.all(RANDOM) and not created
         return
-    assert run.one(RANDOM).inputs["length"] == 32
+    assert run.one(RANDOM).inputs == {"length": 64, "special": False}
     secret = run.one("consul-federation:index:GossipEncryptionKey")
     (gossip,) = [r for r in created if r.parent == secret.urn]
     cfg = c.parsed()
@@ -335,3 +337,11 @@ def test_old_chart_secondary_reads_no_endpoints(tmp_path):
     run, host = auth_host_run(config, endpoints=[])
     assert host is None and not run.all("kubernetes:core/v1:Endpoints")
     assert "primaryDatacenter" not in run.one(RELEASE).inputs["values"]["global"]["federation"]
+
+
+def test_gossip_key_has_the_consul_keygen_format():
+    from components.gossip_key import gossip_key_from_seed
+
+    key = gossip_key_from_seed("x" * 64)
+    assert len(key) == 44 and len(base64.b64decode(key, validate=True)) == 32
+    assert gossip_key_from_seed("y" * 64) != key
