@@ -55,7 +55,6 @@ from __future__ import annotations
 import atexit
 import base64
 import ctypes
-import datetime
 import ipaddress
 import json
 import os
@@ -71,10 +70,10 @@ import urllib.request
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pki import issue_cert, make_ca
 
 __all__ = ["ControlPlane", "ControlPlaneError", "write_kubeconfig"]
 
@@ -132,93 +131,10 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-def _pem_cert(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _pem_key(key) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def _write(path: Path, data: bytes | str, mode: int = 0o644) -> Path:
     path.write_bytes(data.encode() if isinstance(data, str) else data)
     os.chmod(path, mode)
     return path
-
-
-class _CA:
-    """A throw-away certificate authority (ECDSA P-256)."""
-
-    def __init__(self, common_name: str):
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-
-    def issue(self, common_name: str, *, organizations: Sequence[str] = (),
-              dns_names: Sequence[str] = (), ips: Sequence[str] = (), server: bool = False):
-        key = ec.generate_private_key(ec.SECP256R1())
-        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-        now = datetime.datetime.now(datetime.timezone.utc)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-        )
-        sans = [x509.DNSName(d) for d in dns_names]
-        sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return key, builder.sign(self.key, hashes.SHA256())
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,27 +191,27 @@ class ControlPlane:
 
     def _write_pki(self) -> None:
         self.cert_dir.mkdir(parents=True, exist_ok=True)
-        ca = _CA(f"{self.name}-ca")
+        ca = make_ca(f"{self.name}-ca", days=365)
         service_ip = str(next(ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE).hosts()))
-        serving_key, serving_cert = ca.issue(
-            "kube-apiserver", server=True, ips=["127.0.0.1", service_ip],
-            dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                       "kubernetes.default.svc.cluster.local"],
-        )
-        client_key, client_cert = ca.issue(ADMIN_USER, organizations=["system:masters"])
+        serving_cert, serving_key = issue_cert(
+            *ca, "kube-apiserver", ["127.0.0.1", service_ip, "localhost", "kubernetes",
+                                    "kubernetes.default", "kubernetes.default.svc",
+                                    "kubernetes.default.svc.cluster.local"])
+        self.client_cert_data, self.client_key_data = issue_cert(
+            *ca, ADMIN_USER, [], organizations=["system:masters"])
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
-        self.ca_data = _pem_cert(ca.cert)
-        self.client_cert_data = _pem_cert(client_cert)
-        self.client_key_data = _pem_key(client_key)
+        self.ca_data = ca[0]
         d = self.cert_dir
         self.ca_file = str(_write(d / "ca.crt", self.ca_data))
         # Named like the files the apiserver would self-generate in --cert-dir.
-        self.serving_cert_file = str(_write(d / "apiserver.crt", _pem_cert(serving_cert)))
-        self.serving_key_file = str(_write(d / "apiserver.key", _pem_key(serving_key), 0o600))
+        self.serving_cert_file = str(_write(d / "apiserver.crt", serving_cert))
+        self.serving_key_file = str(_write(d / "apiserver.key", serving_key, 0o600))
         self.client_cert_file = str(_write(d / "admin.crt", self.client_cert_data))
         self.client_key_file = str(_write(d / "admin.key", self.client_key_data, 0o600))
-        self.sa_key_file = str(_write(d / "sa.key", _pem_key(sa_key), 0o600))
+        sa_key_pem = sa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption())
+        self.sa_key_file = str(_write(d / "sa.key", sa_key_pem, 0o600))
         self.sa_pub_file = str(_write(d / "sa.pub", sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)))
 

@@ -30,6 +30,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as H  # noqa: E402
+from pki import issue_cert, make_ca  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -105,9 +106,9 @@ def test_egress_proxy_tls_admission_standalone(tmp_path):
     h._start_egress_proxy()
     h._started = True
     try:
-        ca, ca_key = H.make_ca("test webhook CA")
+        ca, ca_key = make_ca("test webhook CA")
         host = "consul-connect-injector.consul.svc"
-        cert, key = H.issue_cert(ca, ca_key, host, [host])
+        cert, key = issue_cert(ca, ca_key, host, [host])
         h._sni = {host: H._server_context(cert, key)}
         h._routes = {("10.0.0.17", 443): ("consul", "consul-connect-injector")}
         client_ctx = ssl.create_default_context(cadata=ca.decode())

@@ -163,12 +163,25 @@ def proxy_defaults(env, context: str) -> dict[str, Any]:
 
 # The tests below run in order and share the two clusters and the state backend.
 
-def test_secondary_before_primary_fails_clearly(env):
+def init_stack(project: Project, stack: str) -> None:
+    project.write_stack(stack)
+    project.run("stack", "init", stack)
+    project.write_stack(stack)  # stack init added the encryption salt; keep our config
+
+
+def test_secondary_before_primary_stack_exists(env):
+    """No dc1 stack at all: the engine's StackReference read fails first, naming the stack."""
     project = env["project"]
-    for stack in ("dc1", "dc2"):
-        project.write_stack(stack)
-        project.run("stack", "init", stack)
-        project.write_stack(stack)  # stack init added the encryption salt; keep our config
+    init_stack(project, "dc2")
+    done = project.run("preview", stack="dc2", check=False)
+    assert done.returncode != 0
+    assert 'unknown stack "organization/consul-federation/dc1"' in done.stdout + done.stderr
+
+
+def test_secondary_before_primary_fails_clearly(env):
+    """dc1 created (as `pulumi stack init` leaves it) but never deployed: our own message."""
+    project = env["project"]
+    init_stack(project, "dc1")
     done = project.run("preview", stack="dc2", check=False)
     assert done.returncode != 0
     text = done.stdout + done.stderr
