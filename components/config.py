@@ -392,6 +392,11 @@ def config_warnings(cfg: DatacenterConfig) -> list[str]:
         warnings.append(
             f"chart {cfg.chart_version}: helmValues keys are not checked against this chart "
             f"(key lists ship for {', '.join(values_guard.shipped_versions())})")
+    partition = (cfg.helm_values.get("server") or {}).get("updatePartition")
+    if cfg.is_primary and isinstance(partition, int) and partition > 0:
+        warnings.append(f"helmValues.server.updatePartition is {partition}: the primary's "
+                        "create-federation-secret hook can hang on upgrade until it is 0 "
+                        "(consul-k8s#1466)")
     if cfg.mesh_gateway.service_type == "ClusterIP" and cfg.mesh_gateway.wan_address is None:
         warnings.append("meshGateway.serviceType ClusterIP without meshGateway.wanAddress: other "
                         "datacenters can reach the gateway only if the cluster IP is routable to them")

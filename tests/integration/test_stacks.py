@@ -1,11 +1,15 @@
 """`pulumi up -s dc1`, then `pulumi up -s dc2`, for real, on this machine.
 
-REAL: the Pulumi CLI and its Python language host, pulumi-resource-kubernetes and
-pulumi-resource-random (built from source at the pinned versions), the file state backend with a
-passphrase secrets provider, the StackReference between the two stacks, helm's install/uninstall
+REAL: the Pulumi CLI (3.260.0, built from source) running the real Python SDK's
+pulumi-language-python-exec, pulumi-resource-kubernetes (built from the newest source the Go
+module proxy serves, a 4.25.0 pre-release) and pulumi-resource-random (terraform-provider-random
+bridged with pulumi-random's schema), the file state backend with a passphrase secrets provider, the StackReference between the two stacks, helm's install/uninstall
 with hooks inside the kubernetes provider, the Consul chart (0.32.1, the newest the build machine
 can fetch), two kube-apiservers with their own etcd (contexts dc1 and dc2 of one kubeconfig),
 admission webhooks called by those API servers over TLS.
+
+STAND-IN: the Python language host binary is a small one built by tools/pulumi.sh (the real
+host's module is not served here); it starts the real pulumi-language-python-exec.
 
 SIMULATED (tests/integration/harness.py, one ClusterHarness per cluster): what kubelets and
 controllers would do for Helm and Consul's hook Jobs: Jobs complete after their side effect

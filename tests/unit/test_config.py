@@ -191,6 +191,8 @@ def test_warnings():
     assert any("ClusterIP" in w for w in config_warnings(parse_config(primary(meshGateway={"serviceType": "ClusterIP"}))))
     assert any("not checked" in w for w in config_warnings(
         parse_config(primary(chartVersion="1.5.0", helmValues={"ui": {"enabled": True}}))))
+    assert any("consul-k8s#1466" in w for w in config_warnings(
+        parse_config(primary(chartVersion="0.32.1", helmValues={"server": {"updatePartition": 2}}))))
     assert config_warnings(parse_config(primary())) == []
 
 
