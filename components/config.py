@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 import pulumi
+import yaml
 
 from . import values_guard
 from .chart_version import fmt as _fmt
@@ -260,10 +261,8 @@ def _chart_path_version(reader: _Reader, path: str) -> Optional[str]:
     chart_yaml = os.path.join(path, "Chart.yaml")
     try:
         with open(chart_yaml, encoding="utf-8") as handle:
-            import yaml  # local: only stacks with chartPath need it
-
             meta = yaml.safe_load(handle) or {}
-    except (OSError, ValueError) as exc:
+    except (OSError, yaml.YAMLError) as exc:
         reader.error("chartPath", path, f"expected a chart directory containing Chart.yaml ({exc.__class__.__name__})")
         return None
     if meta.get("name") != "consul":
