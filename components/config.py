@@ -265,8 +265,9 @@ def _chart_path_version(reader: _Reader, path: str) -> Optional[str]:
     except (OSError, yaml.YAMLError) as exc:
         reader.error("chartPath", path, f"expected a chart directory containing Chart.yaml ({exc.__class__.__name__})")
         return None
-    if meta.get("name") != "consul":
-        reader.error("chartPath", path, f"expected the Consul chart, found chart {meta.get('name')!r}")
+    if not isinstance(meta, dict) or meta.get("name") != "consul":
+        found = meta.get("name") if isinstance(meta, dict) else None
+        reader.error("chartPath", path, f"expected the Consul chart, found chart {found!r}")
         return None
     return str(meta.get("version", ""))
 
