@@ -147,8 +147,9 @@ class FederationMocks(pulumi.runtime.Mocks):
     """Answers like a cluster and a backend holding the primary stack would."""
 
     def __init__(self, stacks: dict[str, dict[str, Any]], federation: dict[str, dict[str, str]],
-                 endpoints: Optional[list[dict[str, Any]]]):
+                 endpoints: Optional[list[dict[str, Any]]], mark_secret_outputs: bool = True):
         self.stacks = stacks
+        self.mark_secret_outputs = mark_secret_outputs
         self.federation = federation
         self.endpoints = endpoints
 
@@ -158,7 +159,7 @@ class FederationMocks(pulumi.runtime.Mocks):
             if args.resource_id not in self.stacks:
                 raise Exception(f"unknown stack {args.resource_id!r}")
             outputs = self.stacks[args.resource_id]
-            secret = [k for k in ("federationSecret",) if k in outputs]
+            secret = [k for k in ("federationSecret",) if k in outputs and self.mark_secret_outputs]
             return args.resource_id, {"name": args.resource_id, "outputs": outputs,
                                       "secretOutputNames": secret}
         if args.typ == "kubernetes:core/v1:Secret" and args.resource_id:
@@ -229,13 +230,14 @@ def run_program(config: dict[str, Any], stack: str = "dc1", *,
                 stacks: Optional[dict[str, dict[str, Any]]] = None,
                 federation: Optional[dict[str, dict[str, str]]] = None,
                 endpoints: Optional[list[dict[str, Any]]] = None,
-                env: Optional[dict[str, str]] = None) -> Run:
+                env: Optional[dict[str, str]] = None, mark_secret_outputs: bool = True) -> Run:
     """Run __main__.py once with `config` (keys without the project prefix).
 
     Raises ProgramFailed (with what was registered) if the program raises.
     """
     mocks = FederationMocks(stacks or {}, federation if federation is not None else
-                            {"consul/consul-federation": federation_data()}, endpoints)
+                            {"consul/consul-federation": federation_data()}, endpoints,
+                            mark_secret_outputs)
     recorder = Recorder(mocks)
     logs = _Logs()
     logger = logging.getLogger(f"pulumi-mocks-{id(logs)}")

@@ -345,3 +345,10 @@ def test_gossip_key_has_the_consul_keygen_format():
     key = gossip_key_from_seed("x" * 64)
     assert len(key) == 44 and len(base64.b64decode(key, validate=True)) == 32
     assert gossip_key_from_seed("y" * 64) != key
+
+
+def test_federation_data_stays_secret_even_if_the_reference_does_not_say_so():
+    """Older backends report no secret output names; the copy must be secret all the same."""
+    run = run_program(secondary(), "dc2", stacks={PRIMARY_REF: primary_outputs()}, mark_secret_outputs=False)
+    (copy,) = run.all(SECRET)
+    assert copy.secret_paths() == {"data"}
