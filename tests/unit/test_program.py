@@ -348,7 +348,8 @@ def test_gossip_key_has_the_consul_keygen_format():
 
 
 def test_federation_data_stays_secret_even_if_the_reference_does_not_say_so():
-    """Older backends report no secret output names; the copy must be secret all the same."""
+    """Older backends report no secret output names: the copy in the secondary's cluster is a
+    secret input all the same."""
     run = run_program(secondary(), "dc2", stacks={PRIMARY_REF: primary_outputs()}, mark_secret_outputs=False)
     (copy,) = run.all(SECRET)
     assert copy.secret_paths() == {"data"}
