@@ -45,5 +45,4 @@ class ConsulDatacenter(pulumi.ComponentResource):
                                              self.provider, self, [self.release])
 
     def _finish(self) -> None:
-        self.stack_outputs[outputs.NAMESPACE] = self.namespace.metadata.name
         self.register_outputs(self.stack_outputs)
