@@ -522,31 +522,24 @@ class ClusterHarness:
 
     def wait_for_admission(self, kind: str, name: str, timeout: float = 30.0
                            ) -> Optional[AdmissionRecord]:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                for a in self._admissions:
-                    if a.kind == kind and a.name == name:
-                        return a
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._changed.wait(min(left, 1.0))
+        return self._wait_for(self._admissions, lambda a: a.kind == kind and a.name == name, timeout)
 
     def jobs(self) -> list[JobRecord]:
         with self._lock:
             return list(self._jobs)
 
     def wait_for_job(self, name: str, timeout: float = 60.0) -> Optional[JobRecord]:
+        return self._wait_for(self._jobs, lambda j: j.name == name, timeout)
+
+    def _wait_for(self, records: list, match: Callable, timeout: float):
+        """The first record that matches, waiting up to `timeout` for one to be recorded."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
-                for j in self._jobs:
-                    if j.name == name:
-                        return j
+                found = next((r for r in records if match(r)), None)
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
+                if found is not None or left <= 0:
+                    return found
                 self._changed.wait(min(left, 1.0))
 
     def errors(self) -> list[str]:
