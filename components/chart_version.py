@@ -1,4 +1,7 @@
-"""Consul chart versions, and the chart releases that changed what a datacenter needs."""
+"""Consul chart versions: which ones the program supports, and which chart line CI renders.
+
+A leaf module (no imports from this package): config and the values guard both build on it.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,10 @@ Version = tuple[int, int, int]
 
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
-# 0.42.0: with ACLs a secondary's server-acl-init logs in to the primary through an auth method
-# that calls the secondary's Kubernetes API, so secondaries name global.federation.primaryDatacenter
-# and k8sAuthMethodHost. Earlier charts take the primary from serverConfigJSON alone.
-PRIMARY_DATACENTER_VALUES = (0, 42, 0)
-# 1.0.0: the CRD controller (which syncs ProxyDefaults into Consul, and whose templates carry the
-# CRDs) became part of connect injection; before, it is a separate opt-in `controller`.
-CONTROLLER_IN_CONNECT_INJECT = (1, 0, 0)
+# 1.0.0 folded the CRD controller (which syncs ProxyDefaults into Consul) into connect injection,
+# and every later chart takes the secondary's values this program writes (primaryDatacenter and
+# k8sAuthMethodHost, from 0.42.0). Older charts are refused rather than half-supported.
+SUPPORTED_MINIMUM = (1, 0, 0)
 
 
 def parse_version(text: str) -> Optional[Version]:
@@ -23,10 +23,10 @@ def parse_version(text: str) -> Optional[Version]:
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
-def at_least(version: str, floor: Version) -> bool:
-    parsed = parse_version(version)
-    return parsed is not None and parsed >= floor
-
-
 def fmt(version: Version) -> str:
     return ".".join(map(str, version))
+
+
+def line(version: Version) -> tuple[int, int]:
+    """The release line (major, minor) a chart version belongs to, e.g. 1.9.11 -> (1, 9)."""
+    return version[0], version[1]

@@ -17,18 +17,17 @@ import pulumi
 import yaml
 
 from . import values_guard
-from .chart_version import fmt as _fmt
-from .chart_version import parse_version
+from .chart_version import SUPPORTED_MINIMUM, fmt, line, parse_version
 
 NAMESPACE = "consul-federation"
 
 DEFAULT_CHART_VERSION = "2.0.3"
 DEFAULT_CHART_REPO = "https://helm.releases.hashicorp.com"
-# The chart gained WAN federation through mesh gateways in 0.21.0 (the documented minimum).
-DOCUMENTED_MINIMUM_CHART = (0, 21, 0)
-# We support 0.32.1 and later: the oldest chart our CI renders and installs (the newest one the
-# build machine can fetch), and the first with every value this program writes for both roles.
-SUPPORTED_MINIMUM_CHART = (0, 32, 1)
+# How long Helm may take to install or upgrade the Release, Helm's wait for readiness and its
+# hooks included. A first install waits for the mesh gateway's WAN address (a cloud load balancer
+# can take minutes) before the federation-secret hook finishes; Helm's 5-minute default is tight.
+DEFAULT_RELEASE_TIMEOUT = 900
+RELEASE_TIMEOUT_RANGE = (30, 7200)
 
 ROLES = ("primary", "secondary")
 MESH_GATEWAY_MODES = ("local", "remote")
@@ -61,7 +60,7 @@ KEYS = (
     "primaryStack",
     "k8sAuthMethodHost",
     "helmValues",
-    "skipAwait",
+    "releaseTimeoutSeconds",
 )
 
 
@@ -108,7 +107,7 @@ class DatacenterConfig:
     primary_stack: Optional[str] = None
     k8s_auth_method_host: Optional[str] = None
     helm_values: Mapping[str, Any] = field(default_factory=dict)
-    skip_await: bool = False
+    release_timeout: int = DEFAULT_RELEASE_TIMEOUT
 
     @property
     def is_primary(self) -> bool:
@@ -246,14 +245,11 @@ def _check_chart_version(reader: _Reader, version: str) -> None:
     parsed = parse_version(version)
     if parsed is None:
         reader.error("chartVersion", version, "expected a chart release version such as 2.0.3")
-    elif parsed < DOCUMENTED_MINIMUM_CHART:
+    elif parsed < SUPPORTED_MINIMUM:
+        lines = ", ".join(f"{major}.{minor}" for major, minor in values_guard.rendered_lines())
         reader.error("chartVersion", version,
-                     f"WAN federation needs chart {_fmt(DOCUMENTED_MINIMUM_CHART)} or later, and this "
-                     f"program supports {_fmt(SUPPORTED_MINIMUM_CHART)} or later")
-    elif parsed < SUPPORTED_MINIMUM_CHART:
-        reader.error("chartVersion", version,
-                     f"this program supports chart {_fmt(SUPPORTED_MINIMUM_CHART)} or later "
-                     "(see README, 'Chart versions')")
+                     f"this program supports Consul chart {fmt(SUPPORTED_MINIMUM)} or later, and CI "
+                     f"renders and installs the {lines} lines (see README, 'Chart versions')")
 
 
 def _chart_path_version(reader: _Reader, path: str) -> Optional[str]:
@@ -315,7 +311,8 @@ def parse_config(raw: Mapping[str, Any]) -> DatacenterConfig:
     _check_chart_version(r, chart_version)
     acls = r.boolean("acls", True)
     gossip = r.boolean("gossipEncryption", True)
-    skip_await = r.boolean("skipAwait", False)
+    release_timeout = r.integer(raw, "releaseTimeoutSeconds", "releaseTimeoutSeconds",
+                                *RELEASE_TIMEOUT_RANGE) or DEFAULT_RELEASE_TIMEOUT
 
     gw_raw = r.mapping("meshGateway")
     r.errors.extend(_unknown_keys(gw_raw, MESH_GATEWAY_KEYS, "meshGateway."))
@@ -356,7 +353,7 @@ def parse_config(raw: Mapping[str, Any]) -> DatacenterConfig:
         chart_version=chart_version, chart_repo=chart_repo, chart_path=chart_path,
         acls=acls, gossip_encryption=gossip, mesh_gateway=mesh_gateway,
         primary_stack=primary_stack, k8s_auth_method_host=auth_host,
-        helm_values=helm_values, skip_await=skip_await,
+        helm_values=helm_values, release_timeout=release_timeout,
     )
 
 
@@ -388,10 +385,18 @@ def load_config() -> DatacenterConfig:
 def config_warnings(cfg: DatacenterConfig) -> list[str]:
     """Things that are allowed but worth telling the user at every preview."""
     warnings = []
-    if cfg.helm_values and not values_guard.has_key_list(cfg.chart_version):
+    version = parse_version(cfg.chart_version)
+    checked_against = values_guard.key_list_version(cfg.chart_version)
+    if version is not None and line(version) not in values_guard.rendered_lines():
+        lines = ", ".join(f"{major}.{minor}" for major, minor in values_guard.rendered_lines())
         warnings.append(
-            f"chart {cfg.chart_version}: helmValues keys are not checked against this chart "
-            f"(key lists ship for {', '.join(values_guard.shipped_versions())})")
+            f"chart {cfg.chart_version}: CI renders and installs no chart of the "
+            f"{version[0]}.{version[1]} line (it does the {lines} lines), so neither this program's "
+            "values nor helmValues keys are checked against it")
+    elif checked_against is not None and checked_against != cfg.chart_version and cfg.helm_values:
+        warnings.append(
+            f"chart {cfg.chart_version}: helmValues keys were checked against chart "
+            f"{checked_against}, the newest of its line this program ships a key list for")
     partition = (cfg.helm_values.get("server") or {}).get("updatePartition")
     if cfg.is_primary and isinstance(partition, int) and partition > 0:
         warnings.append(f"helmValues.server.updatePartition is {partition}: the primary's "

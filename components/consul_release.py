@@ -13,9 +13,6 @@ import pulumi_kubernetes as k8s
 
 from .config import DatacenterConfig
 
-# A first install waits for the mesh gateway's WAN address (a LoadBalancer can take minutes)
-# before the federation-secret hook finishes; Helm's 5-minute default is too tight for that.
-RELEASE_TIMEOUT_SECONDS = 900
 # Each Helm revision is a Secret in the namespace; keep a bounded history for rollbacks.
 MAX_HISTORY = 10
 
@@ -34,8 +31,7 @@ def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str
         name=cfg.release_name,
         namespace=namespace,
         values=values,
-        skip_await=cfg.skip_await,
-        timeout=RELEASE_TIMEOUT_SECONDS,
+        timeout=cfg.release_timeout,
         max_history=MAX_HISTORY,
         cleanup_on_fail=True,
         **chart,

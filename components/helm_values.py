@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from .chart_version import CONTROLLER_IN_CONNECT_INJECT, PRIMARY_DATACENTER_VALUES, at_least
-
 if TYPE_CHECKING:
     from .config import DatacenterConfig, MeshGatewayConfig
 
@@ -30,7 +28,6 @@ OWNED_PATHS = (
     "global.acls.replicationToken",
     "global.gossipEncryption",
     "connectInject.enabled",
-    "controller.enabled",
     "meshGateway.enabled",
     "meshGateway.replicas",
     "meshGateway.service.type",
@@ -79,7 +76,7 @@ def mesh_gateway_values(gateway: "MeshGatewayConfig") -> dict[str, Any]:
 
 
 def _common_values(cfg: "DatacenterConfig") -> dict[str, Any]:
-    values: dict[str, Any] = {
+    return {
         "global": {
             "name": cfg.global_name,
             "datacenter": cfg.datacenter,
@@ -90,14 +87,6 @@ def _common_values(cfg: "DatacenterConfig") -> dict[str, Any]:
         "connectInject": {"enabled": True},
         "meshGateway": mesh_gateway_values(cfg.mesh_gateway),
     }
-    if not at_least(cfg.chart_version, CONTROLLER_IN_CONNECT_INJECT):
-        values["controller"] = {"enabled": True}  # ProxyDefaults needs its CRD and controller
-    return values
-
-
-def needs_primary_datacenter(cfg: "DatacenterConfig") -> bool:
-    """Whether a secondary on this chart names its primary (and k8sAuthMethodHost) in values."""
-    return at_least(cfg.chart_version, PRIMARY_DATACENTER_VALUES)
 
 
 def primary_values(cfg: "DatacenterConfig") -> dict[str, Any]:
@@ -115,16 +104,16 @@ def secondary_values(cfg: "DatacenterConfig", primary_datacenter: str,
                      k8s_auth_method_host: Optional[str]) -> dict[str, Any]:
     """Values of a secondary: CA, token, gossip key and server config all come from the
     federation secret imported from the primary (named cfg.federation_secret_name here).
-    Charts before 0.42.0 read the primary's name from serverConfigJSON only."""
+    With ACLs, the secondary's server-acl-init logs in to the primary through an auth method that
+    calls this cluster's API at k8sAuthMethodHost."""
     secret = cfg.federation_secret_name
     values = _common_values(cfg)
     g = values["global"]
     g["tls"]["caCert"] = {"secretName": secret, "secretKey": FED_CA_CERT}
     g["tls"]["caKey"] = {"secretName": secret, "secretKey": FED_CA_KEY}
-    if needs_primary_datacenter(cfg):
-        g["federation"]["primaryDatacenter"] = primary_datacenter
-        if k8s_auth_method_host:
-            g["federation"]["k8sAuthMethodHost"] = k8s_auth_method_host
+    g["federation"]["primaryDatacenter"] = primary_datacenter
+    if k8s_auth_method_host:
+        g["federation"]["k8sAuthMethodHost"] = k8s_auth_method_host
     if cfg.acls:
         g["acls"]["replicationToken"] = {"secretName": secret, "secretKey": FED_REPLICATION_TOKEN}
     if cfg.gossip_encryption:

@@ -10,7 +10,7 @@ from . import outputs
 from .config import DatacenterConfig
 from .datacenter import ConsulDatacenter
 from .federation_secret import copy_federation_secret
-from .helm_values import needs_primary_datacenter, secondary_values
+from .helm_values import secondary_values
 from .kube_cluster import k8s_auth_method_host
 from .primary_stack import read_primary
 
@@ -27,11 +27,8 @@ class SecondaryDatacenter(ConsulDatacenter):
             name, cfg, self.namespace.metadata.name, self.primary.federation_secret,
             self.provider, self)
         primary_dc = self.primary.datacenter
-        if needs_primary_datacenter(cfg):
-            auth_host = k8s_auth_method_host(name, cfg, self.provider, self)
-            values = auth_host.apply(lambda host: secondary_values(cfg, primary_dc, host))
-        else:
-            values = secondary_values(cfg, primary_dc, None)
+        auth_host = k8s_auth_method_host(name, cfg, self.provider, self)
+        values = auth_host.apply(lambda host: secondary_values(cfg, primary_dc, host))
         self._install(name, values, [self.federation_secret])
         self.stack_outputs[outputs.PRIMARY_DATACENTER] = primary_dc
         self._finish()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Optional
 
+from .chart_version import line, parse_version
 from .helm_values import OWNED_PATHS
 
 KEY_DIR = os.path.join(os.path.dirname(__file__), "chart_keys")
@@ -30,6 +31,21 @@ def shipped_versions() -> list[str]:
 
 def has_key_list(version: str) -> bool:
     return os.path.exists(_key_file(version))
+
+
+def rendered_lines() -> list[tuple[int, int]]:
+    """The chart lines CI renders and installs: one pinned chart, with a key list, per line."""
+    return sorted({line(parse_version(v)) for v in shipped_versions()})
+
+
+def key_list_version(version: str) -> Optional[str]:
+    """The shipped key list to check a chart version against: its own, else the newest of the
+    same release line (patch releases do not change values.yaml's keys), else None."""
+    if has_key_list(version):
+        return version
+    parsed = parse_version(version)
+    same_line = [v for v in shipped_versions() if parsed and line(parse_version(v)) == line(parsed)]
+    return max(same_line, key=parse_version) if same_line else None
 
 
 def _key_file(version: str) -> str:
@@ -56,11 +72,13 @@ def leaf_paths(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
             yield path
 
 
-def unknown_paths(values: Mapping[str, Any], version: str) -> list[str]:
-    """Messages for every path in `values` that the chart's values.yaml does not have."""
-    if not has_key_list(version):
+def unknown_paths(values: Mapping[str, Any], version: str) -> list[tuple[str, str]]:
+    """(path, message) for every path in `values` that the chart's values.yaml does not have (nothing
+    when no key list of the chart's line ships)."""
+    listed = key_list_version(version)
+    if listed is None:
         return []
-    keys, free = chart_keys(version)
+    keys, free = chart_keys(listed)
     problems = []
     for path in leaf_paths(values):
         parts = path.split(".")
@@ -69,7 +87,7 @@ def unknown_paths(values: Mapping[str, Any], version: str) -> list[str]:
             continue
         near = difflib.get_close_matches(path, keys, n=1, cutoff=0.6)
         hint = f"did you mean {near[0]!r}?" if near else "no similar key exists"
-        problems.append(f"{path!r} is not a value of the Consul chart {version}; {hint}")
+        problems.append((path, f"{path!r} is not a value of the Consul chart {listed}; {hint}"))
     return problems
 
 
@@ -86,9 +104,11 @@ def check_user_values(values: Mapping[str, Any], version: str) -> list[str]:
             f"consul-federation:helmValues.{key}: {key!r} belongs under 'global' "
             f"(helmValues.global.{key}); at the top level the chart ignores it silently")
     rest = {k: v for k, v in values.items() if k not in misplaced}
+    owned_paths = set()
     for path in leaf_paths(rest):
         owned = next((o for o in OWNED_PATHS if _overlaps(path, o)), None)
         if owned is not None:
+            owned_paths.add(path)
             errors.append(
                 f"consul-federation:helmValues.{path}: {owned} is set by this program for federation; "
                 "use the matching setting (role, datacenter, globalName, acls, gossipEncryption, "
@@ -97,5 +117,7 @@ def check_user_values(values: Mapping[str, Any], version: str) -> list[str]:
     if isinstance(admin, Mapping) and admin.get("enabled") is True:
         errors.append("consul-federation:helmValues.global.adminPartitions.enabled: True is not allowed; "
                       "WAN federation cannot be combined with admin partitions (the chart refuses it)")
-    errors.extend(f"consul-federation:helmValues: {p}" for p in unknown_paths(rest, version))
+    # An owned path is reported once, as owned, even where the chart only reads it in templates.
+    errors.extend(f"consul-federation:helmValues: {problem}"
+                  for path, problem in unknown_paths(rest, version) if path not in owned_paths)
     return errors

@@ -28,7 +28,7 @@ def test_defaults():
     assert (cfg.namespace, cfg.release_name, cfg.global_name) == ("consul", "consul", "consul")
     assert cfg.chart_version == "2.0.3"
     assert cfg.chart_repo == "https://helm.releases.hashicorp.com"
-    assert cfg.acls is True and cfg.gossip_encryption is True and cfg.skip_await is False
+    assert cfg.acls is True and cfg.gossip_encryption is True and cfg.release_timeout == 900
     gw = cfg.mesh_gateway
     assert (gw.mode, gw.service_type, gw.node_port, gw.replicas, gw.wan_address) == \
         ("local", "LoadBalancer", None, 1, None)
@@ -36,8 +36,8 @@ def test_defaults():
 
 
 def test_booleans_from_stack_yaml_strings():
-    cfg = parse_config(primary(acls="false", gossipEncryption="False", skipAwait="true"))
-    assert (cfg.acls, cfg.gossip_encryption, cfg.skip_await) == (False, False, True)
+    cfg = parse_config(primary(acls="false", gossipEncryption="False", releaseTimeoutSeconds="60"))
+    assert (cfg.acls, cfg.gossip_encryption, cfg.release_timeout) == (False, False, 60)
 
 
 @pytest.mark.parametrize("key,value,expect", [
@@ -49,8 +49,10 @@ def test_booleans_from_stack_yaml_strings():
     ("releaseName", "Consul!", "Helm release name"),
     ("globalName", "x" * 39, "at most 38"),
     ("chartVersion", "latest", "such as 2.0.3"),
-    ("chartVersion", "0.20.0", "0.21.0 or later"),
-    ("chartVersion", "0.30.0", "0.32.1 or later"),
+    ("chartVersion", "0.20.0", "chart 1.0.0 or later, and CI renders and installs the 1.8, 1.9, 2.0 lines"),
+    ("chartVersion", "0.49.8", "chart 1.0.0 or later, and CI renders and installs the 1.8, 1.9, 2.0 lines"),
+    ("releaseTimeoutSeconds", 10, "a whole number from 30 to 7200"),
+    ("releaseTimeoutSeconds", "soon", "a whole number from 30 to 7200"),
     ("chartRepo", "helm.releases.hashicorp.com", "Helm repository URL"),
     ("acls", "yes", "true or false"),
     ("gossipEncryption", 3, "true or false"),
@@ -189,19 +191,36 @@ def test_chart_path_sets_the_chart_version(tmp_path):
 
 def test_warnings():
     assert any("ClusterIP" in w for w in config_warnings(parse_config(primary(meshGateway={"serviceType": "ClusterIP"}))))
-    assert any("not checked" in w for w in config_warnings(
-        parse_config(primary(chartVersion="1.5.0", helmValues={"ui": {"enabled": True}}))))
     assert any("consul-k8s#1466" in w for w in config_warnings(
-        parse_config(primary(chartVersion="0.32.1", helmValues={"server": {"updatePartition": 2}}))))
+        parse_config(primary(helmValues={"server": {"updatePartition": 2}}))))
     assert config_warnings(parse_config(primary())) == []
 
 
-def test_misspelt_helm_value_names_the_nearest_chart_key():
-    message = only_error(primary(chartVersion="0.32.1", helmValues={"server": {"replica": 5}}))
+@pytest.mark.parametrize("version,line", [("1.0.0", "1.0"), ("1.7.9", "1.7"), ("2.1.0", "2.1")])
+def test_chart_lines_ci_does_not_render_are_accepted_with_a_warning(version, line):
+    cfg = parse_config(primary(chartVersion=version, helmValues={"server": {"no-such-key": 1}}))
+    (warning,) = config_warnings(cfg)
+    assert warning == (f"chart {version}: CI renders and installs no chart of the {line} line (it does "
+                       "the 1.8, 1.9, 2.0 lines), so neither this program's values nor helmValues "
+                       "keys are checked against it")
+
+
+def test_patch_release_without_its_own_key_list_is_checked_against_its_line():
+    assert only_error(primary(chartVersion="1.9.12", helmValues={"server": {"replica": 5}})) == (
+        "consul-federation:helmValues: 'server.replica' is not a value of the Consul chart 1.9.11; "
+        "did you mean 'server.replicas'?")
+    (warning,) = config_warnings(parse_config(primary(chartVersion="1.9.12", helmValues={"ui": {"enabled": True}})))
+    assert warning == ("chart 1.9.12: helmValues keys were checked against chart 1.9.11, the newest "
+                       "of its line this program ships a key list for")
+
+
+@pytest.mark.parametrize("version", ["2.0.3", "1.9.11", "1.8.16"])
+def test_misspelt_helm_value_names_the_nearest_chart_key(version):
+    message = only_error(primary(chartVersion=version, helmValues={"server": {"replica": 5}}))
     assert message == ("consul-federation:helmValues: 'server.replica' is not a value of the Consul "
-                       "chart 0.32.1; did you mean 'server.replicas'?")
+                       f"chart {version}; did you mean 'server.replicas'?")
 
 
 def test_free_form_maps_accept_any_key():
-    parse_config(primary(chartVersion="0.32.1", helmValues={
+    parse_config(primary(helmValues={
         "server": {"extraLabels": {"team": "mesh"}, "resources": {"requests": {"ephemeral-storage": "1Gi"}}}}))

@@ -124,16 +124,3 @@ def test_helm_values_reach_the_release_values():
     extra = {"ui": {"enabled": False}, "server": {"replicas": 5}}
     values = c.__class__(c.id, {**c.config, "helmValues": extra}).chart_values()
     assert values["ui"] == {"enabled": False} and values["server"] == {"replicas": 5}
-
-
-def test_charts_before_0_42_take_the_primary_from_server_config_only():
-    values = case("dc2").on_chart("0.32.1").chart_values()
-    assert values["global"]["federation"] == {"enabled": True}
-    assert values["server"]["extraVolumes"][0]["items"] == [{"key": "serverConfigJSON", "path": "config.json"}]
-    assert case("dc2").on_chart("0.42.0").chart_values()["global"]["federation"]["primaryDatacenter"] == "dc1"
-
-
-def test_charts_before_1_0_enable_the_crd_controller():
-    for c in (case("dc1"), case("dc2")):
-        assert c.on_chart("0.32.1").chart_values()["controller"] == {"enabled": True}
-        assert "controller" not in c.on_chart("1.0.0").chart_values()

@@ -92,7 +92,8 @@ def test_release_gets_the_values_function_output(ran):
     assert release.inputs["chart"] == "consul"
     assert release.inputs["version"] == "2.0.3"
     assert release.inputs["repositoryOpts"] == {"repo": "https://helm.releases.hashicorp.com"}
-    assert release.inputs["skipAwait"] is False
+    assert "skipAwait" not in release.inputs  # Helm waits: ProxyDefaults needs a ready injector
+    assert release.inputs["timeout"] == 900
     assert not release.secret_paths(), "values must stay reviewable in pulumi preview --diff"
 
 
@@ -308,14 +309,14 @@ def test_auth_host_unknown_warns(tmp_path):
 
 # --- Other settings reaching the resources ----------------------------------------------------
 
-def test_chart_path_and_skip_await(tmp_path):
+def test_chart_path_and_release_timeout(tmp_path):
     (tmp_path / "Chart.yaml").write_text("name: consul\nversion: 2.0.3\n")
-    run = run_program(primary(chartPath=str(tmp_path), skipAwait=True),
+    run = run_program(primary(chartPath=str(tmp_path), releaseTimeoutSeconds=45),
                       federation={"consul/consul-federation": federation_data()})
     release = run.one(RELEASE)
     assert release.inputs["chart"] == str(tmp_path)
     assert "version" not in release.inputs and "repositoryOpts" not in release.inputs
-    assert release.inputs["skipAwait"] is True
+    assert release.inputs["timeout"] == 45
 
 
 def test_namespace_release_and_repo_settings():
@@ -330,13 +331,6 @@ def test_namespace_release_and_repo_settings():
     assert numbers_as_ints(release.inputs["values"]) == primary_values(case("dc1").parsed().__class__(
         role="primary", datacenter="dc1", kube_context="dc1", namespace="mesh", release_name="hc",
         chart_version="1.9.11", chart_repo="https://charts.example.com"))
-
-
-def test_old_chart_secondary_reads_no_endpoints(tmp_path):
-    config = without_host(chartVersion="0.32.1", kubeconfig=kubeconfig(tmp_path, "https://127.0.0.1:1"))
-    run, host = auth_host_run(config, endpoints=[])
-    assert host is None and not run.all("kubernetes:core/v1:Endpoints")
-    assert "primaryDatacenter" not in run.one(RELEASE).inputs["values"]["global"]["federation"]
 
 
 def test_gossip_key_has_the_consul_keygen_format():
