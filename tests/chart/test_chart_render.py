@@ -21,7 +21,7 @@ from components import ConfigError, parse_config
 from components.helm_values import merge_user_values
 from components.values_guard import chart_keys, leaf_paths, shipped_versions, unknown_paths
 from pulumi_mocks import ROOT
-from stack_matrix import CASES, Case, case, primary
+from stack_matrix import AUTH_HOST, CASES, Case, case, primary
 from real_tools import consul_charts, ensure
 
 pytestmark = pytest.mark.chart
@@ -152,15 +152,15 @@ def test_server_federation_config(c, version):
                        if k == "federation-config.json"]
     if cfg.is_primary:
         assert f"/consul/userconfig/{secret}" not in command
-        assert all(f.get("primary_datacenter") in ("", cfg.datacenter, None) for f in federation_json)
+        assert federation_json, "no federation-config.json rendered"
+        assert all(f.get("primary_datacenter") == "" for f in federation_json)  # consul-k8s#1873
         return
     volume = secret_volumes(server)[f"userconfig-{secret}"]
     assert volume == {"secretName": secret, "items": [{"key": "serverConfigJSON", "path": "config.json"}]}
     mounts = {m["name"]: m["mountPath"] for m in server["containers"][0]["volumeMounts"]}
     assert mounts[f"userconfig-{secret}"] == f"/consul/userconfig/{secret}"
     assert f"-config-dir=/consul/userconfig/{secret}" in command  # loaded, not just mounted
-    # Charts from 0.42 also name the primary in their own federation config; earlier ones take it
-    # from config.json above (serverConfigJSON carries primary_datacenter).
+    assert federation_json, "no federation-config.json rendered"
     assert all(f.get("primary_datacenter") == c.primary["datacenter"] for f in federation_json)
 
 
@@ -206,41 +206,124 @@ def test_mesh_gateway_service_and_wan_address(c, version):
     assert port.get("nodePort") == gw.node_port
     deployment = r.get("Deployment", f"{cfg.resource_prefix}-mesh-gateway")
     assert deployment["spec"]["replicas"] == gw.replicas
-    spec = pod(deployment)
-    annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
-    text = "\n".join([script(c) for c in spec.get("containers", []) + spec.get("initContainers", [])]
-                     + [f"{k}: {v}" for k, v in annotations.items()])
+    # The endpoints controller registers the gateway in Consul with the WAN address these
+    # annotations describe; create-federation-secret then copies it into primary_gateways.
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    wan = {k.rsplit("/", 1)[1]: v for k, v in annotations.items() if "gateway-wan" in k}
     expected_port = gw.node_port if gw.service_type == "NodePort" else 443
-    if gw.wan_address:
-        assert re.search(rf'WAN_ADDR="{re.escape(gw.wan_address)}"|gateway-wan-address-static: {re.escape(gw.wan_address)}', text)
-    elif gw.service_type == "NodePort":  # source Service with a NodePort: the node's IP
-        assert 'WAN_ADDR="${HOST_IP}"' in text or "gateway-wan-address-source: Service" in text
-    else:  # source Service: the load balancer's or the cluster IP
-        assert "service-address" in text or "gateway-wan-address-source: Service" in text
-    assert re.search(rf'WAN_PORT="{expected_port}"|gateway-wan-port: {expected_port}\b', text), text
+    assert wan == {
+        "gateway-wan-address-source": "Static" if gw.wan_address else "Service",
+        "gateway-wan-address-static": gw.wan_address or "",
+        "gateway-wan-port": str(expected_port),
+    }
+
+
+@pytest.mark.parametrize("c,version", matrix())
+def test_tls_init_signs_with_the_federation_ca_in_secondaries(c, version):
+    """The primary's tls-init makes the CA; a secondary's signs its server certificate with the
+    primary's CA cert and key from the federation secret (so the datacenters trust each other)."""
+    r = render(c, version)
+    cfg = c.parsed()
+    job = r.get("Job", f"{cfg.resource_prefix}-tls-init")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    command = script(pod(job)["containers"][0])
+    assert "consul-k8s-control-plane tls-init" in command
+    assert f"-dc={cfg.datacenter}" in command
+    assert f"-name-prefix={cfg.resource_prefix}" in command
+    assert f'-additional-dnsname="*.server.{cfg.datacenter}.consul"' in command
+    if cfg.is_primary:
+        assert "-ca=" not in command and "-key=" not in command
+        assert secret_refs(pod(job)) == set()
+        return
+    mounts = {m["name"]: m["mountPath"] for m in pod(job)["containers"][0]["volumeMounts"]}
+    volumes = secret_volumes(pod(job))
+    assert "-ca=/consul/tls/ca/cert/tls.crt" in command and "-key=/consul/tls/ca/key/tls.key" in command
+    by_path = {mounts[name]: volume for name, volume in volumes.items()}
+    fed = cfg.federation_secret_name
+    assert by_path["/consul/tls/ca/cert"] == {"secretName": fed, "items": [{"key": "caCert", "path": "tls.crt"}]}
+    assert by_path["/consul/tls/ca/key"] == {"secretName": fed, "items": [{"key": "caKey", "path": "tls.key"}]}
+
+
+@pytest.mark.parametrize("c,version", [p for p in matrix() if p.values[0].config.get("acls", True)])
+def test_server_acl_init_arguments(c, version):
+    """The primary creates the replication token; a secondary replicates with it and registers
+    an auth method in the primary that calls this cluster's API at k8sAuthMethodHost."""
+    r = render(c, version)
+    cfg = c.parsed()
+    job = r.get("Job", f"{cfg.resource_prefix}-server-acl-init")
+    command = script(pod(job)["containers"][0])
+    flags = set(re.findall(r"(-[a-z-]+)(?:=(\S*))?", command))
+    assert ("-federation", "true") in flags
+    assert ("-resource-prefix", "${CONSUL_FULLNAME}") in flags and f'CONSUL_FULLNAME="{cfg.resource_prefix}"' in command
+    env = {e["name"]: e.get("value") for e in pod(job)["containers"][0]["env"]}
+    assert env["CONSUL_DATACENTER"] == cfg.datacenter
+    if cfg.is_primary:
+        assert ("-create-acl-replication-token", "true") in flags
+        assert not [f for f in flags if f[0] in ("-auth-method-host", "-acl-replication-token-file")]
+        return
+    assert ("-auth-method-host", AUTH_HOST) in flags
+    assert ("-acl-replication-token-file", "/consul/acl/tokens/acl-replication-token") in flags
+    assert not [f for f in flags if f[0] == "-create-acl-replication-token"]
+    mounts = {m["name"]: m["mountPath"] for m in pod(job)["containers"][0]["volumeMounts"]}
+    volumes = secret_volumes(pod(job))
+    by_path = {mounts[name]: volume for name, volume in volumes.items()}
+    assert by_path["/consul/acl/tokens"] == {
+        "secretName": cfg.federation_secret_name,
+        "items": [{"key": "replicationToken", "path": "acl-replication-token"}]}
+
+
+@pytest.mark.parametrize("c,version", matrix())
+def test_proxy_defaults_admission_is_served_by_the_connect_injector(c, version):
+    """ProxyDefaults is admitted only by the connect injector's webhook (failurePolicy Fail), which
+    is why the Release must be ready before the program creates ProxyDefaults; the webhook
+    cert manager keeps the CA bundle of both webhook configurations it names."""
+    r = render(c, version)
+    cfg = c.parsed()
+    p, ns = cfg.resource_prefix, cfg.namespace
+    mutating = r.get("MutatingWebhookConfiguration", f"{p}-connect-injector")
+    validating = r.get("ValidatingWebhookConfiguration", f"{p}-connect-injector")
+    hooks = [w for w in mutating["webhooks"] if any("proxydefaults" in rule["resources"] for rule in w["rules"])]
+    assert len(hooks) == 1, mutating["webhooks"]
+    (hook,) = hooks
+    assert hook["failurePolicy"] == "Fail"
+    assert sorted(op for rule in hook["rules"] for op in rule["operations"]) == ["CREATE", "UPDATE"]
+    assert hook["clientConfig"]["service"] == {"name": f"{p}-connect-injector", "namespace": ns,
+                                               "path": "/mutate-v1alpha1-proxydefaults"}
+    assert validating["webhooks"], "the validating configuration has no webhooks"
+    assert {w["clientConfig"]["service"]["name"] for w in validating["webhooks"]} == {f"{p}-connect-injector"}
+    service = r.get("Service", f"{p}-connect-injector")
+    injector = r.get("Deployment", f"{p}-connect-injector")
+    labels = injector["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    (config,) = json.loads(r.get("ConfigMap", f"{p}-webhook-cert-manager-config")["data"]["webhook-config.json"])
+    assert config["name"] == mutating["metadata"]["name"] == validating["metadata"]["name"]
+    assert f"{p}-connect-injector.{ns}.svc" in config["tlsAutoHosts"]
+
+
+def server_config(r: Render, prefix: str) -> dict[str, Any]:
+    """The server agent's JSON config files, merged (the chart renders one file per concern)."""
+    data = r.get("ConfigMap", f"{prefix}-server-config")["data"]
+    merged: dict[str, Any] = {}
+    for name in ("acl-config.json", "tls-config.json", "federation-config.json"):
+        merged.update(json.loads(data.get(name, "{}")))
+    return merged
 
 
 @pytest.mark.parametrize("version", CHART_VERSIONS)
-@pytest.mark.parametrize("pair", ["dc1", "acls-off-dc1", "gossip-off-dc1", "global-name-dc1"])
+@pytest.mark.parametrize("pair", ["", "acls-off-", "gossip-off-", "global-name-"])
 def test_acl_and_tls_agree_across_datacenters(pair, version):
-    base = pair[:-len("dc1")]
-    renders = [render(case(base + dc).on_chart(version), version) for dc in ("dc1", "dc2")]
-    prefixes = [case(base + dc).parsed().resource_prefix for dc in ("dc1", "dc2")]
-
-    def acl_enabled(r, p):
-        acl = json.loads(r.get("ConfigMap", f"{p}-server-config")["data"].get("acl-config.json", "{}"))
-        return acl.get("acl", {}).get("enabled", False)
-
-    def tls_verify(r, p):
-        return "verify_outgoing = true" in script(pod(r.get("StatefulSet", f"{p}-server"))["containers"][0])
-
-    assert acl_enabled(*zip_one(renders, prefixes, 0)) == acl_enabled(*zip_one(renders, prefixes, 1))
-    assert tls_verify(*zip_one(renders, prefixes, 0)) and tls_verify(*zip_one(renders, prefixes, 1))
-    assert acl_enabled(renders[0], prefixes[0]) == case(base + "dc1").parsed().acls
-
-
-def zip_one(renders, prefixes, i):
-    return renders[i], prefixes[i]
+    """Both datacenters of a pair run their servers with the same ACL setting, verified TLS and
+    mesh-gateway WAN federation: Consul refuses to federate otherwise."""
+    configs = []
+    for dc in ("dc1", "dc2"):
+        c = case(pair + dc).on_chart(version)
+        configs.append(server_config(render(c, version), c.parsed().resource_prefix))
+    expected_acls = case(pair + "dc1").parsed().acls
+    for config in configs:
+        assert config.get("acl", {}).get("enabled", False) == expected_acls
+        assert config["tls"]["defaults"]["verify_outgoing"] is True
+        assert config["tls"]["internal_rpc"]["verify_server_hostname"] is True
+        assert config["connect"]["enable_mesh_gateway_wan_federation"] is True
 
 
 # --- Chart `fail`s the program could reach: its own validation refuses them first ------------
