@@ -1,12 +1,14 @@
 """Stack configuration: typed, validated once, before any resource is registered.
 
-Everything a stack may set under ``consul-federation:`` is parsed here into frozen dataclasses.
-All problems are collected and raised together, each naming the key, the bad value and what is
-allowed, so a user fixes the stack file in one pass instead of one ``pulumi up`` per typo.
+Everything a stack may set under ``consul-federation:`` is parsed here into frozen dataclasses,
+whose fields name their configuration keys (so the list of keys exists once). All problems are
+collected and raised together, each naming the key, the bad value and what is allowed, so a user
+fixes the stack file in one pass instead of one ``pulumi up`` per typo.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -18,8 +20,7 @@ import yaml
 
 from . import values_guard
 from .chart_version import SUPPORTED_MINIMUM, fmt, line, parse_version
-
-NAMESPACE = "consul-federation"
+from .constants import CONFIG_NAMESPACE
 
 DEFAULT_CHART_VERSION = "2.0.3"
 DEFAULT_CHART_REPO = "https://helm.releases.hashicorp.com"
@@ -42,26 +43,7 @@ _RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 _STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$")
 
-MESH_GATEWAY_KEYS = ("mode", "serviceType", "nodePort", "replicas", "wanAddress")
-KEYS = (
-    "role",
-    "datacenter",
-    "kubeContext",
-    "kubeconfig",
-    "namespace",
-    "releaseName",
-    "globalName",
-    "chartVersion",
-    "chartRepo",
-    "chartPath",
-    "acls",
-    "gossipEncryption",
-    "meshGateway",
-    "primaryStack",
-    "k8sAuthMethodHost",
-    "helmValues",
-    "releaseTimeoutSeconds",
-)
+_SECRET_NOT_SHOWN = "(secret value not shown)"
 
 
 class ConfigError(pulumi.RunError):
@@ -76,38 +58,53 @@ class ConfigError(pulumi.RunError):
         )
 
 
+def setting(key: str, default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING,
+            repr: bool = True) -> Any:
+    """A dataclass field read from configuration key `key`; a field with a factory is an object
+    (a YAML mapping, read with ``Config.get_object``)."""
+    return field(default=default, default_factory=factory, repr=repr,
+                 metadata={"key": key, "object": factory is not dataclasses.MISSING})
+
+
+def config_keys(cls: type) -> tuple[str, ...]:
+    return tuple(f.metadata["key"] for f in dataclasses.fields(cls))
+
+
 @dataclass(frozen=True)
 class MeshGatewayConfig:
     """How this datacenter's mesh gateway is exposed to the other datacenters."""
 
-    mode: str = "local"
-    service_type: str = "LoadBalancer"
-    node_port: Optional[int] = None
-    replicas: int = 1
-    wan_address: Optional[str] = None
+    mode: str = setting("mode", "local")
+    service_type: str = setting("serviceType", "LoadBalancer")
+    node_port: Optional[int] = setting("nodePort", None)
+    replicas: int = setting("replicas", 1)
+    wan_address: Optional[str] = setting("wanAddress", None)
 
 
 @dataclass(frozen=True)
 class DatacenterConfig:
     """One stack's datacenter, as validated configuration."""
 
-    role: str
-    datacenter: str
-    kube_context: str
-    kubeconfig: Optional[str] = None
-    namespace: str = "consul"
-    release_name: str = "consul"
-    global_name: str = "consul"
-    chart_version: str = DEFAULT_CHART_VERSION
-    chart_repo: str = DEFAULT_CHART_REPO
-    chart_path: Optional[str] = None
-    acls: bool = True
-    gossip_encryption: bool = True
-    mesh_gateway: MeshGatewayConfig = field(default_factory=MeshGatewayConfig)
-    primary_stack: Optional[str] = None
-    k8s_auth_method_host: Optional[str] = None
-    helm_values: Mapping[str, Any] = field(default_factory=dict)
-    release_timeout: int = DEFAULT_RELEASE_TIMEOUT
+    role: str = setting("role")
+    datacenter: str = setting("datacenter")
+    kube_context: str = setting("kubeContext")
+    kubeconfig: Optional[str] = setting("kubeconfig", None)
+    namespace: str = setting("namespace", "consul")
+    release_name: str = setting("releaseName", "consul")
+    global_name: str = setting("globalName", "consul")
+    chart_version: str = setting("chartVersion", DEFAULT_CHART_VERSION)
+    chart_repo: str = setting("chartRepo", DEFAULT_CHART_REPO)
+    chart_path: Optional[str] = setting("chartPath", None)
+    acls: bool = setting("acls", True)
+    gossip_encryption: bool = setting("gossipEncryption", True)
+    mesh_gateway: MeshGatewayConfig = setting("meshGateway", factory=MeshGatewayConfig)
+    primary_stack: Optional[str] = setting("primaryStack", None)
+    k8s_auth_method_host: Optional[str] = setting("k8sAuthMethodHost", None)
+    helm_values: Mapping[str, Any] = setting("helmValues", factory=dict)
+    # Chart values that are secret by their key (see read_stack_config): never printed, and the
+    # Release's values are a Pulumi secret whenever this is set.
+    helm_secret_values: Mapping[str, Any] = setting("helmSecretValues", factory=dict, repr=False)
+    release_timeout: int = setting("releaseTimeoutSeconds", DEFAULT_RELEASE_TIMEOUT)
 
     @property
     def is_primary(self) -> bool:
@@ -127,6 +124,12 @@ class DatacenterConfig:
         return f"{self.resource_prefix}-gossip-encryption-key"
 
 
+KEYS = config_keys(DatacenterConfig)
+MESH_GATEWAY_KEYS = config_keys(MeshGatewayConfig)
+OBJECT_KEYS = tuple(f.metadata["key"] for f in dataclasses.fields(DatacenterConfig) if f.metadata["object"])
+SECRET_KEYS = ("helmSecretValues",)
+
+
 class _Reader:
     """Collects errors while reading raw values, so all of them can be reported together."""
 
@@ -135,7 +138,8 @@ class _Reader:
         self.errors: list[str] = []
 
     def error(self, key: str, value: Any, allowed: str) -> None:
-        self.errors.append(f"{NAMESPACE}:{key}: {value!r} is not valid; {allowed}")
+        shown = _SECRET_NOT_SHOWN if key in SECRET_KEYS else repr(value)
+        self.errors.append(f"{CONFIG_NAMESPACE}:{key}: {shown} is not valid; {allowed}")
 
     def string(self, key: str, default: Optional[str] = None, *, required: bool = False,
                check: Optional[Callable[[str], Optional[str]]] = None,
@@ -145,7 +149,7 @@ class _Reader:
         value = source.get(key)
         if value is None or value == "":
             if required:
-                self.errors.append(f"{NAMESPACE}:{name} is required but not set")
+                self.errors.append(f"{CONFIG_NAMESPACE}:{name} is required but not set")
             return default
         if not isinstance(value, str):
             self.error(name, value, "expected a string")
@@ -274,29 +278,20 @@ def _unknown_keys(raw: Mapping[str, Any], known: tuple[str, ...], prefix: str = 
         if key not in known:
             hint = difflib.get_close_matches(key, known, n=1)
             allowed = f"did you mean {hint[0]!r}?" if hint else "allowed: " + ", ".join(known)
-            errors.append(f"{NAMESPACE}:{prefix}{key} is not a setting of this program; {allowed}")
+            errors.append(f"{CONFIG_NAMESPACE}:{prefix}{key} is not a setting of this program; {allowed}")
     return errors
 
 
-def parse_config(raw: Mapping[str, Any]) -> DatacenterConfig:
-    """Validate raw configuration values (already JSON-decoded) into a DatacenterConfig.
-
-    Raises ConfigError listing every problem found.
-    """
-    r = _Reader(raw)
-    r.errors.extend(_unknown_keys(raw, KEYS))
-
+def _role(r: _Reader) -> Optional[str]:
     role = r.string("role", required=True)
     if role is not None and role not in ROLES:
         r.error("role", role, "allowed: 'primary', 'secondary'")
-        role = None
-    datacenter = r.string("datacenter", required=True, check=_dns_label("a Consul datacenter name"))
-    kube_context = r.string("kubeContext", required=True)
-    kubeconfig = r.string("kubeconfig")
-    namespace = r.string("namespace", "consul", check=_dns_label("a Kubernetes namespace"))
-    release_name = r.string("releaseName", "consul", check=_release_name)
-    global_name = r.string("globalName", "consul",
-                           check=_dns_label("globalName (prefix of every object the chart makes)", MAX_GLOBAL_NAME))
+        return None
+    return role
+
+
+def _chart(r: _Reader) -> tuple[str, str, Optional[str]]:
+    """(chart version, repository, local chart directory); a chartPath's Chart.yaml sets the version."""
     chart_repo = r.string("chartRepo", DEFAULT_CHART_REPO, check=_chart_repo)
     chart_path = r.string("chartPath")
     explicit_version = r.string("chartVersion")
@@ -309,22 +304,21 @@ def parse_config(raw: Mapping[str, Any]) -> DatacenterConfig:
                     f"chartPath {chart_path} holds chart {local_version}; set chartVersion to it or remove chartVersion")
         chart_version = local_version or chart_version
     _check_chart_version(r, chart_version)
-    acls = r.boolean("acls", True)
-    gossip = r.boolean("gossipEncryption", True)
-    release_timeout = r.integer(raw, "releaseTimeoutSeconds", "releaseTimeoutSeconds",
-                                *RELEASE_TIMEOUT_RANGE) or DEFAULT_RELEASE_TIMEOUT
+    return chart_version, chart_repo, chart_path
 
+
+def _mesh_gateway(r: _Reader) -> MeshGatewayConfig:
     gw_raw = r.mapping("meshGateway")
     r.errors.extend(_unknown_keys(gw_raw, MESH_GATEWAY_KEYS, "meshGateway."))
     service_type = r.choice(gw_raw, "serviceType", "meshGateway.serviceType", SERVICE_TYPES, "LoadBalancer")
     node_port = r.integer(gw_raw, "nodePort", "meshGateway.nodePort", 1, 65535)
     if service_type == "NodePort" and gw_raw.get("nodePort") is None:
-        r.errors.append(f"{NAMESPACE}:meshGateway.nodePort is required with meshGateway.serviceType "
+        r.errors.append(f"{CONFIG_NAMESPACE}:meshGateway.nodePort is required with meshGateway.serviceType "
                         "NodePort: the port (usually 30000-32767) the other datacenters dial on every node")
     if service_type != "NodePort" and node_port is not None:
         r.error("meshGateway.nodePort", node_port,
                 f"nodePort is only used with serviceType NodePort (serviceType is {service_type!r}); remove it")
-    mesh_gateway = MeshGatewayConfig(
+    return MeshGatewayConfig(
         mode=r.choice(gw_raw, "mode", "meshGateway.mode", MESH_GATEWAY_MODES, "local"),
         service_type=service_type,
         node_port=node_port,
@@ -332,19 +326,56 @@ def parse_config(raw: Mapping[str, Any]) -> DatacenterConfig:
         wan_address=r.string("wanAddress", source=gw_raw, name="meshGateway.wanAddress", check=_host),
     )
 
+
+def _federation_settings(r: _Reader, role: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """(primaryStack, k8sAuthMethodHost): secondaries need the first and may set the second."""
     primary_stack = r.string("primaryStack", check=_stack_ref)
     auth_host = r.string("k8sAuthMethodHost", check=_https_url)
-    if role == "secondary" and raw.get("primaryStack") in (None, ""):
-        r.errors.append(f"{NAMESPACE}:primaryStack is required when role is 'secondary': the primary's "
+    if role == "secondary" and r.raw.get("primaryStack") in (None, ""):
+        r.errors.append(f"{CONFIG_NAMESPACE}:primaryStack is required when role is 'secondary': the primary's "
                         "stack, e.g. organization/consul-federation/dc1")
     if role == "primary":
         for key in ("primaryStack", "k8sAuthMethodHost"):
-            if raw.get(key) not in (None, ""):
-                r.error(key, raw[key], "only secondaries take this setting; remove it from the primary's stack")
+            if r.raw.get(key) not in (None, ""):
+                r.error(key, r.raw[key], "only secondaries take this setting; remove it from the primary's stack")
+    return primary_stack, auth_host
 
-    helm_values = r.mapping("helmValues")
-    r.errors.extend(values_guard.check_user_values(helm_values, chart_version))
 
+def _helm_values(r: _Reader, chart_version: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """(helmValues, helmSecretValues), each checked against the chart; a path may be in one only."""
+    plain = r.mapping("helmValues")
+    secret = r.mapping("helmSecretValues")
+    r.errors.extend(values_guard.check_user_values(plain, chart_version, "helmValues"))
+    r.errors.extend(values_guard.check_user_values(secret, chart_version, "helmSecretValues"))
+    both = sorted(set(values_guard.leaf_paths(plain)) & set(values_guard.leaf_paths(secret)))
+    r.errors.extend(f"{CONFIG_NAMESPACE}:helmSecretValues.{path}: also set in helmValues; set it in one "
+                    "of them only (helmSecretValues if it is secret)" for path in both)
+    return plain, secret
+
+
+def parse_config(raw: Mapping[str, Any]) -> DatacenterConfig:
+    """Validate raw configuration values (objects already decoded) into a DatacenterConfig.
+
+    Raises ConfigError listing every problem found.
+    """
+    r = _Reader(raw)
+    r.errors.extend(_unknown_keys(raw, KEYS))
+    role = _role(r)
+    datacenter = r.string("datacenter", required=True, check=_dns_label("a Consul datacenter name"))
+    kube_context = r.string("kubeContext", required=True)
+    kubeconfig = r.string("kubeconfig")
+    namespace = r.string("namespace", "consul", check=_dns_label("a Kubernetes namespace"))
+    release_name = r.string("releaseName", "consul", check=_release_name)
+    global_name = r.string("globalName", "consul",
+                           check=_dns_label("globalName (prefix of every object the chart makes)", MAX_GLOBAL_NAME))
+    chart_version, chart_repo, chart_path = _chart(r)
+    acls = r.boolean("acls", True)
+    gossip = r.boolean("gossipEncryption", True)
+    release_timeout = r.integer(raw, "releaseTimeoutSeconds", "releaseTimeoutSeconds",
+                                *RELEASE_TIMEOUT_RANGE) or DEFAULT_RELEASE_TIMEOUT
+    mesh_gateway = _mesh_gateway(r)
+    primary_stack, auth_host = _federation_settings(r, role)
+    helm_values, helm_secret_values = _helm_values(r, chart_version)
     if r.errors:
         raise ConfigError(r.errors)
     return DatacenterConfig(
@@ -353,33 +384,54 @@ def parse_config(raw: Mapping[str, Any]) -> DatacenterConfig:
         chart_version=chart_version, chart_repo=chart_repo, chart_path=chart_path,
         acls=acls, gossip_encryption=gossip, mesh_gateway=mesh_gateway,
         primary_stack=primary_stack, k8s_auth_method_host=auth_host,
-        helm_values=helm_values, release_timeout=release_timeout,
+        helm_values=helm_values, helm_secret_values=helm_secret_values,
+        release_timeout=release_timeout,
     )
 
 
-def raw_stack_config() -> dict[str, Any]:
-    """This stack's ``consul-federation:*`` values, JSON-decoded where they are objects."""
-    import json
+def _likely_misspellings(key: str) -> set[str]:
+    """all-lowercase, snake_case and kebab-case forms of a camelCase key."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower()
+    return {key.lower(), snake, snake.replace("_", "-")} - {key}
 
-    values: dict[str, Any] = {}
-    every = dict(pulumi.runtime.config.get_config_env())
-    every.update(pulumi.runtime.config.CONFIG.get())
-    for full_key, value in every.items():
-        namespace, _, key = full_key.partition(":")
-        if namespace != NAMESPACE or not key:
-            continue
-        if isinstance(value, str) and value[:1] in "{[":
-            try:
-                value = json.loads(value)
-            except ValueError:
-                pass
-        values[key] = value
-    return values
+
+def read_stack_config() -> dict[str, Any]:
+    """This stack's ``consul-federation:*`` values through the public ``pulumi.Config``.
+
+    Objects come through ``get_object``, everything else as text through ``get`` (parse_config
+    checks types itself, so a bad value is one error among all the others, not the first raised).
+
+    Secrets. ``pulumi.Config`` 3.260.0 cannot tell a program which keys were set with
+    ``--secret``: ``get`` returns the decrypted text either way, and ``get_secret`` /
+    ``get_secret_object`` wrap any value in ``Output.secret`` whether it was encrypted or not, so
+    ``Output.is_secret()`` on them is always true and tells nothing. (The runtime's own record of
+    secret keys is internal to the SDK.) So secretness is decided by the key: chart values that
+    must stay secret go under ``helmSecretValues``, which the program treats as secret whatever
+    the stack file says; every other setting names objects, versions and addresses that also end
+    up in resource names, URNs and stack outputs, and is plain.
+
+    Unknown keys. ``pulumi.Config`` cannot list a namespace's keys either, so a misspelt top-level
+    key is found in its likeliest forms only (all lowercase, snake_case, kebab-case of a real key).
+    """
+    config = pulumi.Config(CONFIG_NAMESPACE)
+    raw: dict[str, Any] = {}
+    for key in KEYS:
+        try:
+            value = config.get_object(key) if key in OBJECT_KEYS else config.get(key)
+        except pulumi.ConfigTypeError:
+            value = config.get(key)  # not JSON: parse_config reports it is not an object
+        if value is not None:
+            raw[key] = value
+    for key in KEYS:
+        for variant in _likely_misspellings(key):
+            if config.get(variant) is not None:
+                raw[variant] = config.get(variant)
+    return raw
 
 
 def load_config() -> DatacenterConfig:
     """Read and validate this stack's configuration (raises ConfigError)."""
-    return parse_config(raw_stack_config())
+    return parse_config(read_stack_config())
 
 
 def config_warnings(cfg: DatacenterConfig) -> list[str]:
@@ -393,7 +445,8 @@ def config_warnings(cfg: DatacenterConfig) -> list[str]:
             f"chart {cfg.chart_version}: CI renders and installs no chart of the "
             f"{version[0]}.{version[1]} line (it does the {lines} lines), so neither this program's "
             "values nor helmValues keys are checked against it")
-    elif checked_against is not None and checked_against != cfg.chart_version and cfg.helm_values:
+    elif checked_against is not None and checked_against != cfg.chart_version and (
+            cfg.helm_values or cfg.helm_secret_values):
         warnings.append(
             f"chart {cfg.chart_version}: helmValues keys were checked against chart "
             f"{checked_against}, the newest of its line this program ships a key list for")

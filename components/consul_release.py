@@ -6,7 +6,7 @@ federation secret is written by a post-install hook.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -18,22 +18,23 @@ MAX_HISTORY = 10
 
 
 def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str],
-                   values: pulumi.Input[dict[str, Any]], provider: k8s.Provider,
-                   parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource]
+                   values: pulumi.Input[dict[str, Any]], opts: pulumi.ResourceOptions
                    ) -> k8s.helm.v3.Release:
+    """The Release with `values`, which stay plain (so `pulumi preview --diff` shows each chart
+    value) unless the stack sets helmSecretValues: then they are a Pulumi secret as a whole."""
     if cfg.chart_path:
         chart: dict[str, Any] = {"chart": cfg.chart_path}
     else:
         chart = {"chart": "consul", "version": cfg.chart_version,
                  "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=cfg.chart_repo)}
     return k8s.helm.v3.Release(
-        f"{name}-consul",
+        name,
         name=cfg.release_name,
         namespace=namespace,
-        values=values,
+        values=pulumi.Output.secret(values) if cfg.helm_secret_values else values,
         timeout=cfg.release_timeout,
         max_history=MAX_HISTORY,
         cleanup_on_fail=True,
         **chart,
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on)),
+        opts=opts,
     )

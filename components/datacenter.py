@@ -1,8 +1,12 @@
-"""What every datacenter has, primary or secondary: provider, namespace, Release, ProxyDefaults."""
+"""What every datacenter has, primary or secondary: provider, namespace, Release, ProxyDefaults.
+
+Plain functions that PrimaryDatacenter and SecondaryDatacenter call from their __init__, each
+returning what the next needs, so there is no order to remember.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -10,39 +14,48 @@ import pulumi_kubernetes as k8s
 from . import outputs
 from .config import DatacenterConfig
 from .consul_release import consul_release
-from .kube_cluster import make_provider
+from .kube_cluster import make_provider, resolve_kubeconfig
 from .proxy_defaults import proxy_defaults
 
 
-class ConsulDatacenter(pulumi.ComponentResource):
-    """Base of PrimaryDatacenter and SecondaryDatacenter; subclasses call the steps in order."""
+def common_outputs(cfg: DatacenterConfig) -> dict[str, Any]:
+    """The stack outputs of every datacenter (a secondary checks its primary's)."""
+    return {
+        outputs.DATACENTER: cfg.datacenter,
+        outputs.ROLE: cfg.role,
+        outputs.NAMESPACE: cfg.namespace,
+        outputs.CHART_VERSION: cfg.chart_version,
+        outputs.ACLS_ENABLED: cfg.acls,
+        outputs.GOSSIP_ENABLED: cfg.gossip_encryption,
+    }
 
-    def __init__(self, type_name: str, name: str, cfg: DatacenterConfig,
-                 opts: pulumi.ResourceOptions | None):
-        super().__init__(f"consul-federation:index:{type_name}", name, None, opts)
-        self.cfg = cfg
-        self.stack_outputs: dict[str, Any] = {
-            outputs.DATACENTER: cfg.datacenter,
-            outputs.ROLE: cfg.role,
-            outputs.NAMESPACE: cfg.namespace,
-            outputs.CHART_VERSION: cfg.chart_version,
-            outputs.ACLS_ENABLED: cfg.acls,
-            outputs.GOSSIP_ENABLED: cfg.gossip_encryption,
-        }
 
-    def _cluster(self, name: str) -> None:
-        self.provider = make_provider(name, self.cfg, self)
-        self.namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=self.cfg.namespace),
-            opts=pulumi.ResourceOptions(parent=self, provider=self.provider))
+def cluster(name: str, cfg: DatacenterConfig, parent: pulumi.Resource,
+            after: Optional[pulumi.Output[Any]] = None) -> tuple[k8s.Provider, k8s.core.v1.Namespace]:
+    """This datacenter's provider and namespace. With `after`, the provider takes its context
+    through that Output, so no Kubernetes resource is registered before it resolves, or at all
+    if it fails."""
+    context: pulumi.Input[str] = cfg.kube_context
+    if after is not None:
+        context = after.apply(lambda _: cfg.kube_context)
+    provider = make_provider(f"{name}-k8s", resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context),
+                             context, pulumi.ResourceOptions(parent=parent))
+    namespace = k8s.core.v1.Namespace(
+        f"{name}-namespace",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=cfg.namespace),
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider))
+    return provider, namespace
 
-    def _install(self, name: str, values: pulumi.Input[dict[str, Any]],
-                 depends_on: Sequence[pulumi.Resource]) -> None:
-        self.release = consul_release(name, self.cfg, self.namespace.metadata.name, values,
-                                      self.provider, self, [self.namespace, *depends_on])
-        self.proxy_defaults = proxy_defaults(name, self.cfg, self.namespace.metadata.name,
-                                             self.provider, self, [self.release])
 
-    def _finish(self) -> None:
-        self.register_outputs(self.stack_outputs)
+def install(name: str, cfg: DatacenterConfig, provider: k8s.Provider, namespace: k8s.core.v1.Namespace,
+            values: pulumi.Input[dict[str, Any]], needs: Sequence[pulumi.Resource],
+            parent: pulumi.Resource) -> k8s.helm.v3.Release:
+    """The Release (after the namespace and `needs`), then ProxyDefaults (after the Release,
+    whose connect injector admits it)."""
+    namespace_name = namespace.metadata.name
+    release = consul_release(
+        f"{name}-consul", cfg, namespace_name, values,
+        pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[namespace, *needs]))
+    proxy_defaults(f"{name}-proxy-defaults", cfg.mesh_gateway.mode, namespace_name,
+                   pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[release]))
+    return release

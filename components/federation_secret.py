@@ -14,41 +14,37 @@ from typing import Any, Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .config import DatacenterConfig
 
-
-def read_primary_federation_secret(name: str, cfg: DatacenterConfig, release: k8s.helm.v3.Release,
-                                   provider: k8s.Provider, parent: pulumi.Resource
-                                   ) -> pulumi.Output[Mapping[str, str]]:
-    """The `data` of <prefix>-federation, read after the Release's post-install hook wrote it.
+def read_federation_secret(name: str, namespace: str, secret_name: str, release: k8s.helm.v3.Release,
+                           opts: pulumi.ResourceOptions) -> pulumi.Output[Mapping[str, str]]:
+    """The `data` of the primary's federation secret, read after the Release's hook wrote it.
 
     The id is built from the Release's status, which is unknown until the Release exists: so the
     first preview skips the read instead of failing on a secret that does not exist yet
     (pulumi-kubernetes#2358), and the read always follows the hook.
+
+    Output.secret although the provider lists `data` as a secret output: that marking comes from
+    the engine (`additional_secret_outputs`), and this value becomes the stack output every
+    secondary reads, so it is marked here as well.
     """
-    secret_id = release.status.apply(lambda _: f"{cfg.namespace}/{cfg.federation_secret_name}")
+    secret_id = release.status.apply(lambda _: f"{namespace}/{secret_name}")
     secret = k8s.core.v1.Secret.get(
-        f"{name}-federation-secret", secret_id,
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[release]))
+        name, secret_id, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[release])))
     return pulumi.Output.secret(secret.data)
 
 
-def copy_federation_secret(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str],
-                           data: pulumi.Output[Mapping[str, str]], provider: k8s.Provider,
-                           parent: pulumi.Resource) -> k8s.core.v1.Secret:
-    """The primary's federation secret, as <prefix>-federation in this secondary's namespace."""
+def copy_federation_secret(name: str, secret_name: str, namespace: pulumi.Input[str],
+                           data: pulumi.Input[Mapping[str, Any]], opts: pulumi.ResourceOptions
+                           ) -> k8s.core.v1.Secret:
+    """The primary's federation secret, as `secret_name` in this secondary's namespace (the SDK
+    makes a Secret's `data` a Pulumi secret whatever the stack reference says)."""
     return k8s.core.v1.Secret(
-        f"{name}-federation-secret",
+        name,
         metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=cfg.federation_secret_name, namespace=namespace,
+            name=secret_name, namespace=namespace,
             labels={"app.kubernetes.io/managed-by": "pulumi",
                     "consul-federation/imported-from": "primary"}),
         type="Opaque",
-        data=pulumi.Output.secret(data),
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider),
+        data=data,
+        opts=opts,
     )
-
-
-def missing_keys(data: Any, required: list[str]) -> list[str]:
-    present = data.keys() if isinstance(data, Mapping) else ()
-    return [key for key in required if key not in present]

@@ -18,7 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from .helm_values import GOSSIP_SECRET_KEY
+from .constants import GOSSIP_SECRET_KEY
 
 SEED_LENGTH = 64
 
@@ -29,22 +29,21 @@ def gossip_key_from_seed(seed: str) -> str:
 
 
 class GossipEncryptionKey(pulumi.ComponentResource):
-    """A random key stored in Secret ``secret_name`` under key ``key``."""
+    """A random key stored in Secret ``secret_name`` under key ``key`` (the SDK makes a Secret's
+    ``string_data`` a Pulumi secret, and RandomPassword's result is one)."""
 
     def __init__(self, name: str, namespace: pulumi.Input[str], secret_name: str,
                  provider: k8s.Provider, opts: pulumi.ResourceOptions):
         super().__init__("consul-federation:index:GossipEncryptionKey", name, None, opts)
         seed = random.RandomPassword(f"{name}-seed", length=SEED_LENGTH, special=False,
                                      opts=pulumi.ResourceOptions(parent=self))
-        key = pulumi.Output.secret(seed.result).apply(gossip_key_from_seed)
         # stringData takes the key as text; the API server stores it base64-encoded once, so the
         # servers read the same string `consul keygen` would have printed (no double encoding).
         self.secret = k8s.core.v1.Secret(
             f"{name}-secret",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=namespace),
             type="Opaque",
-            string_data={GOSSIP_SECRET_KEY: key},
+            string_data={GOSSIP_SECRET_KEY: seed.result.apply(gossip_key_from_seed)},
             opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
-        self.secret_name = self.secret.metadata.name
-        self.register_outputs({"secretName": self.secret_name})
+        self.register_outputs({"secretName": self.secret.metadata.name})

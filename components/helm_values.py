@@ -1,53 +1,23 @@
 """Consul chart values for a primary and a secondary datacenter, as pure functions of config.
 
 These functions feed both the Helm Release and the chart-tier tests (which render them with the
-real chart), so what is tested is exactly what is deployed. No Pulumi types here: secondaries
-pass in plain values resolved from the primary's stack outputs.
+real chart), so what is rendered is what is deployed; the unit tier pins their result per stack
+case in tests/unit/expected/. No Pulumi types here: secondaries pass in plain values resolved
+from the primary's stack outputs.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import Any, Mapping, Optional
 
-if TYPE_CHECKING:
-    from .config import DatacenterConfig, MeshGatewayConfig
-
-# Value paths this program sets for federation. helmValues may not touch them: a user override
-# of any of these would silently break federation or disagree with the other datacenters.
-OWNED_PATHS = (
-    "fullnameOverride",
-    "global.name",
-    "global.datacenter",
-    "global.tls.enabled",
-    "global.tls.caCert",
-    "global.tls.caKey",
-    "global.federation",
-    "global.acls.manageSystemACLs",
-    "global.acls.createReplicationToken",
-    "global.acls.replicationToken",
-    "global.gossipEncryption",
-    "connectInject.enabled",
-    "meshGateway.enabled",
-    "meshGateway.replicas",
-    "meshGateway.service.type",
-    "meshGateway.service.port",
-    "meshGateway.service.nodePort",
-    "meshGateway.wanAddress",
-    "server.extraVolumes",
-)
+from .config import DatacenterConfig, MeshGatewayConfig
+from .constants import (FED_CA_CERT, FED_CA_KEY, FED_GOSSIP_KEY, FED_REPLICATION_TOKEN,
+                        FED_SERVER_CONFIG, GOSSIP_SECRET_KEY)
 
 # The port the mesh gateway Service listens on (the chart's default, pinned so the WAN port we
 # advertise for a static address cannot drift from it).
 GATEWAY_SERVICE_PORT = 443
-
-# Keys of the federation secret written by the chart's create-federation-secret job.
-FED_CA_CERT = "caCert"
-FED_CA_KEY = "caKey"
-FED_SERVER_CONFIG = "serverConfigJSON"
-FED_REPLICATION_TOKEN = "replicationToken"
-FED_GOSSIP_KEY = "gossipEncryptionKey"
-GOSSIP_SECRET_KEY = "key"
 
 
 def required_federation_keys(acls: bool, gossip: bool) -> list[str]:
@@ -60,7 +30,7 @@ def required_federation_keys(acls: bool, gossip: bool) -> list[str]:
     return keys
 
 
-def mesh_gateway_values(gateway: "MeshGatewayConfig") -> dict[str, Any]:
+def mesh_gateway_values(gateway: MeshGatewayConfig) -> dict[str, Any]:
     service: dict[str, Any] = {"type": gateway.service_type, "port": GATEWAY_SERVICE_PORT}
     if gateway.service_type == "NodePort":
         service["nodePort"] = gateway.node_port
@@ -75,7 +45,7 @@ def mesh_gateway_values(gateway: "MeshGatewayConfig") -> dict[str, Any]:
     return {"enabled": True, "replicas": gateway.replicas, "service": service, "wanAddress": wan}
 
 
-def _common_values(cfg: "DatacenterConfig") -> dict[str, Any]:
+def _common_values(cfg: DatacenterConfig) -> dict[str, Any]:
     return {
         "global": {
             "name": cfg.global_name,
@@ -89,7 +59,7 @@ def _common_values(cfg: "DatacenterConfig") -> dict[str, Any]:
     }
 
 
-def primary_values(cfg: "DatacenterConfig") -> dict[str, Any]:
+def primary_values(cfg: DatacenterConfig) -> dict[str, Any]:
     """Values of the primary: it creates the CA, the replication token and the federation secret."""
     values = _common_values(cfg)
     g = values["global"]
@@ -97,10 +67,10 @@ def primary_values(cfg: "DatacenterConfig") -> dict[str, Any]:
     g["acls"]["createReplicationToken"] = cfg.acls
     if cfg.gossip_encryption:
         g["gossipEncryption"] = {"secretName": cfg.gossip_secret_name, "secretKey": GOSSIP_SECRET_KEY}
-    return merge_user_values(values, cfg.helm_values)
+    return _with_user_values(values, cfg)
 
 
-def secondary_values(cfg: "DatacenterConfig", primary_datacenter: str,
+def secondary_values(cfg: DatacenterConfig, primary_datacenter: str,
                      k8s_auth_method_host: Optional[str]) -> dict[str, Any]:
     """Values of a secondary: CA, token, gossip key and server config all come from the
     federation secret imported from the primary (named cfg.federation_secret_name here).
@@ -126,7 +96,12 @@ def secondary_values(cfg: "DatacenterConfig", primary_datacenter: str,
             "load": True,
         }],
     }
-    return merge_user_values(values, cfg.helm_values)
+    return _with_user_values(values, cfg)
+
+
+def _with_user_values(values: dict[str, Any], cfg: DatacenterConfig) -> dict[str, Any]:
+    """helmValues and helmSecretValues (validation keeps their paths apart) merged last."""
+    return merge_user_values(merge_user_values(values, cfg.helm_values), cfg.helm_secret_values)
 
 
 def merge_user_values(values: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

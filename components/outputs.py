@@ -8,6 +8,7 @@ ACLS_ENABLED = "aclsEnabled"
 GOSSIP_ENABLED = "gossipEncryptionEnabled"
 FEDERATION_SECRET = "federationSecret"
 PRIMARY_DATACENTER = "primaryDatacenter"
+K8S_AUTH_METHOD_HOST = "k8sAuthMethodHost"
 
-# What a secondary reads from its primary before it registers anything else.
+# What a secondary checks in its primary's outputs before any of its Kubernetes resources exists.
 REQUIRED_FROM_PRIMARY = (DATACENTER, ACLS_ENABLED, GOSSIP_ENABLED, CHART_VERSION, FEDERATION_SECRET)

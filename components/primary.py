@@ -8,27 +8,27 @@ import pulumi
 
 from . import outputs
 from .config import DatacenterConfig
-from .datacenter import ConsulDatacenter
-from .federation_secret import read_primary_federation_secret
+from .datacenter import cluster, common_outputs, install
+from .federation_secret import read_federation_secret
 from .gossip_key import GossipEncryptionKey
 from .helm_values import primary_values
 
 
-class PrimaryDatacenter(ConsulDatacenter):
+class PrimaryDatacenter(pulumi.ComponentResource):
     """dc1: Consul with createFederationSecret, exporting that secret for the secondaries."""
 
     def __init__(self, name: str, cfg: DatacenterConfig,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("PrimaryDatacenter", name, cfg, opts)
-        self._cluster(name)
-        before_release = []
+        super().__init__("consul-federation:index:PrimaryDatacenter", name, None, opts)
+        provider, namespace = cluster(name, cfg, self)
+        needs = []
         if cfg.gossip_encryption:
-            self.gossip_key = GossipEncryptionKey(
-                f"{name}-gossip-key", self.namespace.metadata.name, cfg.gossip_secret_name,
-                self.provider, pulumi.ResourceOptions(parent=self))
-            before_release.append(self.gossip_key)
-        self._install(name, primary_values(cfg), before_release)
-        self.federation_secret = read_primary_federation_secret(
-            name, cfg, self.release, self.provider, self)
-        self.stack_outputs[outputs.FEDERATION_SECRET] = self.federation_secret
-        self._finish()
+            needs.append(GossipEncryptionKey(
+                f"{name}-gossip-key", namespace.metadata.name, cfg.gossip_secret_name, provider,
+                pulumi.ResourceOptions(parent=self)))
+        release = install(name, cfg, provider, namespace, primary_values(cfg), needs, self)
+        federation_secret = read_federation_secret(
+            f"{name}-federation-secret", cfg.namespace, cfg.federation_secret_name, release,
+            pulumi.ResourceOptions(parent=self, provider=provider))
+        self.stack_outputs = {**common_outputs(cfg), outputs.FEDERATION_SECRET: federation_secret}
+        self.register_outputs(self.stack_outputs)

@@ -1,8 +1,10 @@
-"""What a secondary learns from its primary's stack, checked before anything is registered.
+"""What a secondary learns from its primary's stack, and the checks that gate the secondary.
 
 The primary's outputs are read through a StackReference (encrypted in the state, decrypted by
-the engine), and the federation-wide invariants are checked against this stack's configuration:
-a mismatch caught here costs a preview, not a half-federated pair of clusters.
+the engine) and checked against this stack's configuration. The result is an Output that fails
+with a ConfigError listing every problem; the secondary's Kubernetes provider takes its context
+through that Output, so when a check fails no Kubernetes resource is registered at all: a
+mismatch costs a preview, not a half-federated pair of clusters.
 """
 
 from __future__ import annotations
@@ -11,47 +13,31 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import pulumi
-from pulumi.runtime.sync_await import _sync_await
 
 from . import outputs
 from .config import ConfigError, DatacenterConfig
-from .federation_secret import missing_keys
 from .helm_values import required_federation_keys
 
 
 @dataclass(frozen=True)
-class PrimaryOutputs:
-    stack: str
+class CheckedPrimary:
+    """The primary's facts a secondary uses (none of them secret)."""
+
     datacenter: str
-    acls: bool
-    gossip_encryption: bool
-    chart_version: str
-    federation_secret: pulumi.Output[Mapping[str, str]]
 
 
-def _stack_name(reference: str) -> str:
+def stack_name(reference: str) -> str:
+    """The stack part of organization/project/stack, for the `pulumi up -s` hint."""
     return reference.rsplit("/", 1)[-1]
 
 
-def read_primary(name: str, cfg: DatacenterConfig, parent: pulumi.Resource) -> PrimaryOutputs:
-    """Read and check the primary's outputs (raises ConfigError with every problem found)."""
-    primary_stack = _stack_name(cfg.primary_stack)
-    deploy_first = f"deploy the primary first: pulumi up -s {primary_stack}"
-    ref = pulumi.StackReference(f"{name}-primary", stack_name=cfg.primary_stack,
-                                opts=pulumi.ResourceOptions(parent=parent))
-    try:
-        # Synchronously, so that no other resource is registered before the checks below.
-        details = {key: _sync_await(ref.get_output_details(key)) for key in outputs.REQUIRED_FROM_PRIMARY}
-    except Exception as exc:  # the engine could not read the stack at all
-        raise ConfigError([f"consul-federation:primaryStack: cannot read stack {cfg.primary_stack!r} "
-                           f"({exc}); check the name, and {deploy_first}"]) from exc
-    values: dict[str, Any] = {
-        key: d.value if d.value is not None else d.secret_value for key, d in details.items()}
-    missing = [key for key, value in values.items() if value is None]
+def primary_problems(cfg: DatacenterConfig, values: Mapping[str, Any]) -> list[str]:
+    """Every reason `cfg` cannot join the primary whose outputs are `values` (None = missing)."""
+    deploy_first = f"deploy the primary first: pulumi up -s {stack_name(cfg.primary_stack)}"
+    missing = [key for key in outputs.REQUIRED_FROM_PRIMARY if values.get(key) is None]
     if missing:
-        raise ConfigError([f"consul-federation:primaryStack: stack {cfg.primary_stack!r} has no "
-                           f"outputs {', '.join(missing)} yet; {deploy_first}"])
-
+        return [f"consul-federation:primaryStack: stack {cfg.primary_stack!r} has no "
+                f"outputs {', '.join(missing)} yet; {deploy_first}"]
     errors = []
     primary_dc = values[outputs.DATACENTER]
     if primary_dc == cfg.datacenter:
@@ -63,25 +49,42 @@ def read_primary(name: str, cfg: DatacenterConfig, parent: pulumi.Resource) -> P
             errors.append(f"consul-federation:{setting}: {mine} differs from the primary "
                           f"{primary_dc!r} ({values[key]}); if it is enabled in one datacenter it "
                           "must be enabled in all: set the same value in both stacks")
-    absent = missing_keys(values[outputs.FEDERATION_SECRET],
-                          required_federation_keys(cfg.acls, cfg.gossip_encryption))
-    if absent and not errors:
-        errors.append(f"consul-federation:primaryStack: the federation secret of {cfg.primary_stack!r} "
-                      f"lacks {', '.join(absent)}; run pulumi up -s {primary_stack} again")
-    if errors:
-        raise ConfigError(errors)
+    if not errors:  # with acls or gossip disagreeing, the absent keys only repeat that
+        data = values[outputs.FEDERATION_SECRET]
+        absent = [key for key in required_federation_keys(cfg.acls, cfg.gossip_encryption)
+                  if not isinstance(data, Mapping) or key not in data]
+        if absent:
+            errors.append(f"consul-federation:primaryStack: the federation secret of {cfg.primary_stack!r} "
+                          f"lacks {', '.join(absent)}; run pulumi up -s {stack_name(cfg.primary_stack)} again")
+    return errors
 
-    primary_chart = str(values[outputs.CHART_VERSION])
-    if primary_chart != cfg.chart_version:
-        pulumi.log.warn(
-            f"chart version skew: this datacenter uses chart {cfg.chart_version}, the primary "
-            f"{primary_dc!r} uses {primary_chart}; keep them equal except during an upgrade "
-            "(consul-k8s#1798)", resource=parent)
-    return PrimaryOutputs(
-        stack=cfg.primary_stack,
-        datacenter=str(primary_dc),
-        acls=bool(values[outputs.ACLS_ENABLED]),
-        gossip_encryption=bool(values[outputs.GOSSIP_ENABLED]),
-        chart_version=primary_chart,
-        federation_secret=pulumi.Output.secret(ref.get_output(outputs.FEDERATION_SECRET)),
-    )
+
+async def _read_outputs(ref: pulumi.StackReference) -> dict[str, Any]:
+    """The outputs the checks need, secret or not, as plain values (only the checks see them)."""
+    values = {}
+    for key in outputs.REQUIRED_FROM_PRIMARY:
+        details = await ref.get_output_details(key)
+        values[key] = details.value if details.value is not None else details.secret_value
+    return values
+
+
+def checked_primary(ref: pulumi.StackReference, cfg: DatacenterConfig,
+                    parent: pulumi.Resource) -> pulumi.Output[CheckedPrimary]:
+    """The primary's facts once every check passed; fails with a ConfigError listing all problems.
+
+    Not secret: the federation secret is only looked at, never returned.
+    """
+    async def check() -> CheckedPrimary:
+        values = await _read_outputs(ref)
+        errors = primary_problems(cfg, values)
+        if errors:
+            raise ConfigError(errors)
+        primary_chart = str(values[outputs.CHART_VERSION])
+        if primary_chart != cfg.chart_version:
+            pulumi.log.warn(
+                f"chart version skew: this datacenter uses chart {cfg.chart_version}, the primary "
+                f"{values[outputs.DATACENTER]!r} uses {primary_chart}; keep them equal except "
+                "during an upgrade (consul-k8s#1798)", resource=parent)
+        return CheckedPrimary(datacenter=str(values[outputs.DATACENTER]))
+
+    return pulumi.Output.from_input(check())

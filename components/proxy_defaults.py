@@ -6,22 +6,17 @@ CRD and the webhook that admits it both come with the chart, so it must follow t
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .config import DatacenterConfig
 
-
-def proxy_defaults(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str],
-                   provider: k8s.Provider, parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource]
-                   ) -> k8s.apiextensions.CustomResource:
+def proxy_defaults(name: str, mode: str, namespace: pulumi.Input[str],
+                   opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
     return k8s.apiextensions.CustomResource(
-        f"{name}-proxy-defaults",
+        name,
         api_version="consul.hashicorp.com/v1alpha1",
         kind="ProxyDefaults",
         metadata=k8s.meta.v1.ObjectMetaArgs(name="global", namespace=namespace),
-        spec={"meshGateway": {"mode": cfg.mesh_gateway.mode}},
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on)),
+        spec={"meshGateway": {"mode": mode}},
+        opts=opts,
     )

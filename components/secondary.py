@@ -8,27 +8,40 @@ import pulumi
 
 from . import outputs
 from .config import DatacenterConfig
-from .datacenter import ConsulDatacenter
+from .datacenter import cluster, common_outputs, install
 from .federation_secret import copy_federation_secret
 from .helm_values import secondary_values
-from .kube_cluster import k8s_auth_method_host
-from .primary_stack import read_primary
+from .kube_cluster import k8s_auth_method_host, resolve_kubeconfig
+from .primary_stack import checked_primary
 
 
-class SecondaryDatacenter(ConsulDatacenter):
-    """dc2, dc3, ...: Consul whose CA, token, gossip key and server config come from the primary."""
+class SecondaryDatacenter(pulumi.ComponentResource):
+    """dc2, dc3, ...: Consul whose CA, token, gossip key and server config come from the primary.
+
+    Every Kubernetes resource waits for the checks against the primary's outputs (through the
+    provider), so a secondary that cannot join creates nothing in its cluster.
+    """
 
     def __init__(self, name: str, cfg: DatacenterConfig,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("SecondaryDatacenter", name, cfg, opts)
-        self.primary = read_primary(name, cfg, self)
-        self._cluster(name)
-        self.federation_secret = copy_federation_secret(
-            name, cfg, self.namespace.metadata.name, self.primary.federation_secret,
-            self.provider, self)
-        primary_dc = self.primary.datacenter
-        auth_host = k8s_auth_method_host(name, cfg, self.provider, self)
-        values = auth_host.apply(lambda host: secondary_values(cfg, primary_dc, host))
-        self._install(name, values, [self.federation_secret])
-        self.stack_outputs[outputs.PRIMARY_DATACENTER] = primary_dc
-        self._finish()
+        super().__init__("consul-federation:index:SecondaryDatacenter", name, None, opts)
+        ref = pulumi.StackReference(f"{name}-primary", stack_name=cfg.primary_stack,
+                                    opts=pulumi.ResourceOptions(parent=self))
+        primary = checked_primary(ref, cfg, self)
+        provider, namespace = cluster(name, cfg, self, after=primary)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider)
+        federation_secret = copy_federation_secret(
+            f"{name}-federation-secret", cfg.federation_secret_name, namespace.metadata.name,
+            ref.get_output(outputs.FEDERATION_SECRET), k8s_opts)
+        auth_host = k8s_auth_method_host(
+            f"{name}-kubernetes-endpoints", cfg.k8s_auth_method_host,
+            resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context), cfg.kube_context, k8s_opts)
+        values = pulumi.Output.all(primary, auth_host).apply(
+            lambda args: secondary_values(cfg, args[0].datacenter, args[1]))
+        install(name, cfg, provider, namespace, values, [federation_secret], self)
+        self.stack_outputs = {
+            **common_outputs(cfg),
+            outputs.PRIMARY_DATACENTER: primary.apply(lambda p: p.datacenter),
+            outputs.K8S_AUTH_METHOD_HOST: auth_host,
+        }
+        self.register_outputs(self.stack_outputs)

@@ -15,7 +15,7 @@ import os
 from typing import Any, Iterator, Mapping, Optional
 
 from .chart_version import line, parse_version
-from .helm_values import OWNED_PATHS
+from .constants import CONFIG_NAMESPACE, OWNED_PATHS
 
 KEY_DIR = os.path.join(os.path.dirname(__file__), "chart_keys")
 
@@ -95,14 +95,16 @@ def _overlaps(path: str, owned: str) -> bool:
     return path == owned or path.startswith(owned + ".") or owned.startswith(path + ".")
 
 
-def check_user_values(values: Mapping[str, Any], version: str) -> list[str]:
-    """Configuration errors for a stack's helmValues."""
+def check_user_values(values: Mapping[str, Any], version: str, key: str = "helmValues") -> list[str]:
+    """Configuration errors for a stack's helmValues (or helmSecretValues: `key`). Messages name
+    paths, never the values, so a secret value cannot end up in an error."""
+    where = f"{CONFIG_NAMESPACE}:{key}"
     errors = []
-    misplaced = [key for key in GLOBAL_ONLY if key in values]
-    for key in misplaced:
+    misplaced = [k for k in GLOBAL_ONLY if k in values]
+    for k in misplaced:
         errors.append(
-            f"consul-federation:helmValues.{key}: {key!r} belongs under 'global' "
-            f"(helmValues.global.{key}); at the top level the chart ignores it silently")
+            f"{where}.{k}: {k!r} belongs under 'global' "
+            f"({key}.global.{k}); at the top level the chart ignores it silently")
     rest = {k: v for k, v in values.items() if k not in misplaced}
     owned_paths = set()
     for path in leaf_paths(rest):
@@ -110,14 +112,14 @@ def check_user_values(values: Mapping[str, Any], version: str) -> list[str]:
         if owned is not None:
             owned_paths.add(path)
             errors.append(
-                f"consul-federation:helmValues.{path}: {owned} is set by this program for federation; "
+                f"{where}.{path}: {owned} is set by this program for federation; "
                 "use the matching setting (role, datacenter, globalName, acls, gossipEncryption, "
-                "meshGateway.*) instead of helmValues")
+                f"meshGateway.*) instead of {key}")
     admin = rest.get("global", {}).get("adminPartitions", {}) if isinstance(rest.get("global"), Mapping) else {}
     if isinstance(admin, Mapping) and admin.get("enabled") is True:
-        errors.append("consul-federation:helmValues.global.adminPartitions.enabled: True is not allowed; "
+        errors.append(f"{where}.global.adminPartitions.enabled: True is not allowed; "
                       "WAN federation cannot be combined with admin partitions (the chart refuses it)")
     # An owned path is reported once, as owned, even where the chart only reads it in templates.
-    errors.extend(f"consul-federation:helmValues: {problem}"
+    errors.extend(f"{where}: {problem}"
                   for path, problem in unknown_paths(rest, version) if path not in owned_paths)
     return errors

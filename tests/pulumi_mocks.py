@@ -1,9 +1,11 @@
-"""Run the whole Pulumi program (``__main__.py``) under Pulumi mocks and record what it did.
+"""Run the whole program (``__main__.py``) under Pulumi's public mocks and record what it did.
 
-Everything is collected while the program runs and inspected only after it has finished (all
-outputs resolved), so an assertion can never sit in an ``apply`` callback that did not run.
-The recorder keeps the raw protobuf of each registration to see which values travelled as
-secrets, and the parent, provider and dependencies the engine would have been told.
+Public SDK only: ``pulumi.runtime.set_mocks`` with a ``pulumi.runtime.Mocks`` subclass (what
+reached the engine, in order), a stack transformation (``register_stack_transformation``: each
+resource's inputs, parent, provider and explicit dependencies, as the program passed them) and
+``@pulumi.runtime.test`` to run the program and wait for it. Inputs are resolved with
+``Output.from_input(...).future()`` and their secretness read with ``Output.is_secret()`` after
+the program finished, so an assertion never sits in an ``apply`` callback that did not run.
 """
 
 from __future__ import annotations
@@ -14,21 +16,16 @@ import json
 import logging
 import os
 import runpy
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
-from google.protobuf import json_format
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+from stack_matrix import PRIMARY_REF, Case
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "__main__.py")
 PROJECT = "consul-federation"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 # A fixed "random" seed, so that tests can follow the gossip key from RandomPassword to the Secret.
 GOSSIP_SEED = "s33d" * 16
@@ -69,82 +66,65 @@ def primary_outputs(datacenter: str = "dc1", acls: bool = True, gossip: bool = T
 
 @dataclass
 class Registration:
-    """One resource the program registered (or read), as the engine would have seen it."""
+    """One resource the program constructed, as it passed it (inputs use Python names)."""
 
     type: str
     name: str
-    urn: str
-    parent: str
-    provider: str
-    dependencies: list[str]
-    inputs: dict[str, Any]
-    raw: dict[str, Any]
+    custom: bool
+    parent: Optional[str]  # the parent's name; None for the stack
+    provider: Optional[str]  # the explicit provider's name
+    depends_on: list[str]  # names of explicit dependencies
+    inputs: dict[str, Any] = field(default_factory=dict)  # resolved; None-valued inputs left out
+    secret_inputs: set[str] = field(default_factory=set)  # inputs that are Pulumi secrets
     read_id: Optional[str] = None
-    custom: bool = True
-
-    def secret_paths(self) -> set[str]:
-        """Dotted input paths whose value was sent to the engine marked secret."""
-        found: set[str] = set()
-
-        def walk(node: Any, path: str) -> None:
-            if isinstance(node, dict):
-                if node.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
-                    found.add(path)
-                    return
-                for key, value in node.items():
-                    walk(value, f"{path}.{key}" if path else key)
-            elif isinstance(node, list):
-                for index, value in enumerate(node):
-                    walk(value, f"{path}[{index}]")
-
-        walk(self.raw, "")
-        return found
 
 
-def unwrap_secrets(node: Any) -> Any:
-    """The values of an input tree with the engine's secret wrappers taken off."""
-    if isinstance(node, dict):
-        if node.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
-            return unwrap_secrets(node.get("value"))
-        return {k: unwrap_secrets(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [unwrap_secrets(v) for v in node]
-    return node
+def _plain(value: Any) -> Any:
+    """A resolved input with input-type objects (ObjectMetaArgs, ...) as dicts of their fields."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dict__") and not isinstance(value, pulumi.Resource):
+        return {k: _plain(v) for k, v in vars(value).items() if v is not None}
+    return value
 
 
-class Recorder(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: "FederationMocks"):
-        super().__init__(mocks)
-        self.registrations: list[Registration] = []
-        self._lock = threading.Lock()
+class Recorder:
+    """A stack transformation that keeps every constructed resource's arguments."""
 
-    def _record(self, request, read_id=None, custom=True, props=None):
-        # Called from the SDK's executor threads: build everything from this request alone.
-        struct = props if props is not None else request.object
-        _ensure_event_loop()
-        reg = Registration(
-            type=request.type, name=request.name,
-            urn=self.make_urn(request.parent, request.type, request.name),
-            parent=request.parent, provider=request.provider,
-            dependencies=list(request.dependencies),
-            inputs=unwrap_secrets(rpc.deserialize_properties(struct)),
-            raw=json_format.MessageToDict(struct), read_id=read_id, custom=custom)
-        with self._lock:
-            self.registrations.append(reg)
+    def __init__(self) -> None:
+        self.constructed: list[pulumi.ResourceTransformationArgs] = []
 
-    def RegisterResource(self, request):
-        if request.type == "pulumi:pulumi:Stack":
-            return super().RegisterResource(request)
-        self._record(request, custom=request.custom)
-        return super().RegisterResource(request)
+    def __call__(self, args: pulumi.ResourceTransformationArgs) -> None:
+        self.constructed.append(args)
 
-    def ReadResource(self, request):
-        self._record(request, read_id=request.id, props=request.properties)
-        return super().ReadResource(request)
+    async def resolve(self) -> list[Registration]:
+        names = {id(a.resource): a.name for a in self.constructed}
+        name = lambda resource: names.get(id(resource)) if resource is not None else None  # noqa: E731
+        registrations = []
+        for args in self.constructed:
+            opts = args.opts
+            reg = Registration(
+                type=args.type_, name=args.name, custom=isinstance(args.resource, pulumi.CustomResource),
+                parent=name(opts.parent), provider=name(opts.provider),
+                depends_on=[name(d) for d in opts.depends_on or []])
+            if opts.id is not None:
+                reg.read_id = await pulumi.Output.from_input(opts.id).future()
+            for key, value in (args.props or {}).items():
+                if value is None:
+                    continue
+                output = pulumi.Output.from_input(value)
+                reg.inputs[key] = _plain(await output.future())
+                if await output.is_secret():
+                    reg.secret_inputs.add(key)
+            registrations.append(reg)
+        return registrations
 
 
 class FederationMocks(pulumi.runtime.Mocks):
-    """Answers like a cluster and a backend holding the primary stack would."""
+    """Answers like a cluster and a backend holding the primary stack would, and notes every
+    resource that reached the engine."""
 
     def __init__(self, stacks: dict[str, dict[str, Any]], federation: dict[str, dict[str, str]],
                  endpoints: Optional[list[dict[str, Any]]], mark_secret_outputs: bool = True):
@@ -152,9 +132,11 @@ class FederationMocks(pulumi.runtime.Mocks):
         self.mark_secret_outputs = mark_secret_outputs
         self.federation = federation
         self.endpoints = endpoints
+        self.engine: list[tuple[str, str]] = []
 
-    def new_resource(self, args: pulumi_mocks.MockResourceArgs):
-        state = unwrap_secrets(dict(args.inputs))
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.engine.append((args.typ, args.name))
+        state = dict(args.inputs)  # echoed: outputs keep the inputs' secretness
         if args.typ == "pulumi:pulumi:StackReference":
             if args.resource_id not in self.stacks:
                 raise Exception(f"unknown stack {args.resource_id!r}")
@@ -177,7 +159,7 @@ class FederationMocks(pulumi.runtime.Mocks):
             return f"{args.inputs.get('namespace')}/{args.inputs.get('name')}", state
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi_mocks.MockCallArgs):
+    def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
 
 
@@ -192,9 +174,10 @@ class _Logs(logging.Handler):
 
 @dataclass
 class Run:
-    """What one program run registered, exported and logged."""
+    """What one program run constructed, sent to the engine, exported and logged."""
 
     registrations: list[Registration]
+    engine: list[tuple[str, str]]  # (type, name) in the order they reached the engine
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
@@ -207,23 +190,37 @@ class Run:
         assert len(found) == 1, f"expected one {type_}, got {[r.name for r in found]}"
         return found[0]
 
-    def by_urn(self, urn: str) -> Registration:
-        return next(r for r in self.registrations if r.urn == urn)
-
-    def provider_urn(self, reg: Registration) -> str:
-        return reg.provider.rsplit("::", 1)[0]
+    def named(self, name: str) -> Registration:
+        (found,) = [r for r in self.registrations if r.name == name]
+        return found
 
 
 class ProgramFailed(Exception):
-    """The program raised `error` after registering `registrations`."""
+    """The program raised `error`; `engine` is what had reached the engine by then."""
 
-    def __init__(self, error: BaseException, registrations: list[Registration]):
+    def __init__(self, error: BaseException, engine: list[tuple[str, str]]):
         super().__init__(f"{type(error).__name__}: {error}")
         self.error = error
-        self.registrations = registrations
+        self.engine = engine
 
     def types(self) -> list[str]:
-        return [r.type for r in self.registrations]
+        return [typ for typ, _ in self.engine]
+
+
+def run_case(c: Case, **kwargs: Any) -> Run:
+    """Run one stack case of the matrix; a secondary's primary stack holds what `c.primary`'s
+    configuration would have exported, a primary's cluster the federation secret its chart writes."""
+    stacks = kwargs.pop("stacks", None)
+    if c.role == "secondary" and stacks is None:
+        p = c.primary
+        stacks = {PRIMARY_REF: primary_outputs(p["datacenter"], p.get("acls", True),
+                                               p.get("gossipEncryption", True))}
+    federation = None
+    if c.role == "primary":
+        cfg = c.parsed()
+        federation = {f"{cfg.namespace}/{cfg.federation_secret_name}":
+                      federation_data(cfg.datacenter, cfg.acls, cfg.gossip_encryption)}
+    return run_program(c.config, c.stack, stacks=stacks, federation=federation, **kwargs)
 
 
 def run_program(config: dict[str, Any], stack: str = "dc1", *,
@@ -233,37 +230,46 @@ def run_program(config: dict[str, Any], stack: str = "dc1", *,
                 env: Optional[dict[str, str]] = None, mark_secret_outputs: bool = True) -> Run:
     """Run __main__.py once with `config` (keys without the project prefix).
 
-    Raises ProgramFailed (with what was registered) if the program raises.
+    Raises ProgramFailed (with what reached the engine) if the program fails.
     """
     mocks = FederationMocks(stacks or {}, federation if federation is not None else
                             {"consul/consul-federation": federation_data()}, endpoints,
                             mark_secret_outputs)
-    recorder = Recorder(mocks)
     logs = _Logs()
     logger = logging.getLogger(f"pulumi-mocks-{id(logs)}")
     logger.addHandler(logs)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
-    settings.reset_options(project=PROJECT, stack=stack)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False,
-                             logger=logger, monitor=recorder)
+    # As the language host does: a failed Output nobody awaited is expected when a check fails.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    pulumi.runtime.reset_options(project=PROJECT, stack=stack)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger)
     pulumi.runtime.set_all_config({
         (k if ":" in k else f"{PROJECT}:{k}"): v if isinstance(v, str) else json.dumps(v)
         for k, v in config.items()})
+    recorder = Recorder()
+    pulumi.runtime.register_stack_transformation(recorder)
+    run = Run(registrations=[], engine=mocks.engine)
+
+    async def collect() -> None:
+        run.registrations = await recorder.resolve()
+        for name, value in pulumi.runtime.get_root_resource().outputs.items():
+            output = pulumi.Output.from_input(value)
+            run.outputs[name] = await output.future()
+            if await output.is_secret():
+                run.secret_outputs.add(name)
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(MAIN, run_name="__main__")
+        return pulumi.Output.from_input(collect())
+
     saved_env = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
-        try:
-            _sync_await(run_pulumi_func(lambda: runpy.run_path(MAIN, run_name="__main__")))
-        except Exception as exc:
-            raise ProgramFailed(exc, recorder.registrations) from exc
-        run = Run(registrations=recorder.registrations)
-        root = settings.get_root_resource()
-        for name, value in root.outputs.items():
-            output = pulumi.Output.from_input(value)
-            run.outputs[name] = _sync_await(output.future())
-            if _sync_await(output.is_secret()):
-                run.secret_outputs.add(name)
+        program()
+    except Exception as exc:
+        raise ProgramFailed(exc, mocks.engine) from exc
     finally:
         for key, value in saved_env.items():
             if value is None:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from components.helm_values import OWNED_PATHS, merge_user_values
+from components.constants import OWNED_PATHS
+from components.helm_values import merge_user_values
 from components.values_guard import leaf_paths
 from stack_matrix import AUTH_HOST, CASES, case
 
