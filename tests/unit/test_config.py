@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from components.config import ConfigError, DatacenterConfig, config_warnings, parse_config
+from components.config import (KEYS, MESH_GATEWAY_KEYS, OBJECT_KEYS, ConfigError, DatacenterConfig,
+                               config_warnings, parse_config)
 from stack_matrix import primary, secondary
 
 pytestmark = pytest.mark.unit
@@ -224,3 +225,44 @@ def test_misspelt_helm_value_names_the_nearest_chart_key(version):
 def test_free_form_maps_accept_any_key():
     parse_config(primary(helmValues={
         "server": {"extraLabels": {"team": "mesh"}, "resources": {"requests": {"ephemeral-storage": "1Gi"}}}}))
+
+
+# --- helmSecretValues ---------------------------------------------------------------------------
+
+def test_helm_secret_values_are_checked_like_helm_values_without_showing_them():
+    errors = errors_of(primary(helmSecretValues={"server": {"replica": "s3cr3t"},
+                                                 "global": {"datacenter": "s3cr3t"}}))
+    assert errors == [
+        "consul-federation:helmSecretValues.global.datacenter: global.datacenter is set by this "
+        "program for federation; use the matching setting (role, datacenter, globalName, acls, "
+        "gossipEncryption, meshGateway.*) instead of helmSecretValues",
+        "consul-federation:helmSecretValues: 'server.replica' is not a value of the Consul chart "
+        "2.0.3; did you mean 'server.replicas'?"]
+
+
+def test_helm_secret_values_that_are_not_an_object_are_not_shown():
+    assert only_error(primary(helmSecretValues="s3cr3t")) == (
+        "consul-federation:helmSecretValues: (secret value not shown) is not valid; "
+        "expected an object (a YAML mapping)")
+
+
+def test_a_path_may_be_plain_or_secret_not_both():
+    message = only_error(primary(helmValues={"server": {"extraConfig": "{}"}},
+                                 helmSecretValues={"server": {"extraConfig": "{}"}}))
+    assert message.startswith("consul-federation:helmSecretValues.server.extraConfig: also set in helmValues")
+
+
+def test_helm_secret_values_never_in_the_config_repr():
+    cfg = parse_config(primary(helmSecretValues={"server": {"extraConfig": "s3cr3t"}}))
+    assert cfg.helm_secret_values == {"server": {"extraConfig": "s3cr3t"}}
+    assert "s3cr3t" not in repr(cfg)
+
+
+def test_every_setting_has_one_configuration_key():
+    """The key list is derived from the dataclasses: each field names its key once."""
+    assert KEYS == ("role", "datacenter", "kubeContext", "kubeconfig", "namespace", "releaseName",
+                    "globalName", "chartVersion", "chartRepo", "chartPath", "acls", "gossipEncryption",
+                    "meshGateway", "primaryStack", "k8sAuthMethodHost", "helmValues",
+                    "helmSecretValues", "releaseTimeoutSeconds")
+    assert MESH_GATEWAY_KEYS == ("mode", "serviceType", "nodePort", "replicas", "wanAddress")
+    assert OBJECT_KEYS == ("meshGateway", "helmValues", "helmSecretValues")
