@@ -1,0 +1,122 @@
+"""Why a Consul release did not become ready: the workloads Helm's wait gave up on, and why.
+
+Helm's wait ends with "context deadline exceeded" and names nothing: the Helm inside
+pulumi-kubernetes logs the unready objects at debug level only. So an error hook on the Release
+reads the release's workloads after a failed create or update and reports each unready one,
+with the Secrets, keys and ConfigMaps its pods lack, as a kubelet would refuse to start them.
+Messages carry names and keys only, never a value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import pulumi
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def replicas_short(kind: str, obj: Mapping[str, Any]) -> Optional[str]:
+    """'0 of 1 replicas ready' for a workload Helm's wait would not accept, else None."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if kind == "DaemonSet":
+        want, ready = status.get("desiredNumberScheduled") or 0, status.get("numberReady") or 0
+    else:
+        want = spec.get("replicas", 1)
+        ready = status.get("readyReplicas") or 0
+    if ready >= want and status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0):
+        return None
+    return f"{ready} of {want} replicas ready"
+
+
+def missing_references(pod_spec: Mapping[str, Any], secrets: Mapping[str, set[str]],
+                       config_maps: Mapping[str, set[str]]) -> list[str]:
+    """What a kubelet could not find for these pods: Secrets, keys and ConfigMaps they need
+    (volumes, env and envFrom; references marked optional do not count)."""
+    problems: list[str] = []
+
+    def need(kind: str, name: str, keys: list[str], optional: Optional[bool]) -> None:
+        if optional:
+            return
+        known = secrets if kind == "Secret" else config_maps
+        if name not in known:
+            problems.append(f"{kind} {name} does not exist")
+            return
+        problems.extend(f"{kind} {name} has no key {key!r}" for key in keys if key not in known[name])
+
+    for volume in pod_spec.get("volumes") or []:
+        if "secret" in volume:
+            ref = volume["secret"]
+            need("Secret", ref["secretName"], [i["key"] for i in ref.get("items") or []], ref.get("optional"))
+        if "configMap" in volume:
+            ref = volume["configMap"]
+            need("ConfigMap", ref["name"], [i["key"] for i in ref.get("items") or []], ref.get("optional"))
+    for container in (pod_spec.get("initContainers") or []) + (pod_spec.get("containers") or []):
+        for env in container.get("env") or []:
+            source = env.get("valueFrom") or {}
+            if "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                need("Secret", ref["name"], [ref["key"]], ref.get("optional"))
+            if "configMapKeyRef" in source:
+                ref = source["configMapKeyRef"]
+                need("ConfigMap", ref["name"], [ref["key"]], ref.get("optional"))
+        for source in container.get("envFrom") or []:
+            if "secretRef" in source:
+                need("Secret", source["secretRef"]["name"], [], source["secretRef"].get("optional"))
+            if "configMapRef" in source:
+                need("ConfigMap", source["configMapRef"]["name"], [], source["configMapRef"].get("optional"))
+    return list(dict.fromkeys(problems))
+
+
+def explain_unready(workloads: list[tuple[str, Mapping[str, Any]]], secrets: Mapping[str, set[str]],
+                    config_maps: Mapping[str, set[str]]) -> list[str]:
+    """One line per unready (kind, object) workload, with what its pods are missing."""
+    lines = []
+    for kind, obj in workloads:
+        short = replicas_short(kind, obj)
+        if short is None:
+            continue
+        meta = obj["metadata"]
+        line = f"{kind} {meta['namespace']}/{meta['name']}: {short}"
+        missing = missing_references(obj["spec"]["template"]["spec"], secrets, config_maps)
+        if missing:
+            line += "; its pods cannot start: " + "; ".join(missing)
+        lines.append(line)
+    return lines
+
+
+def read_unready(kubeconfig: str, context: str, namespace: str, release: str) -> list[str]:
+    """explain_unready for the release's workloads, read from the cluster now."""
+    from kubernetes import client, config  # imported only when a Release has failed
+
+    api = config.new_client_from_config(config_file=kubeconfig, context=context)
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    selector = f"release={release}"
+    listed = (("Deployment", apps.list_namespaced_deployment), ("StatefulSet", apps.list_namespaced_stateful_set),
+              ("DaemonSet", apps.list_namespaced_daemon_set))
+    workloads = [(kind, api.sanitize_for_serialization(obj))
+                 for kind, list_fn in listed for obj in list_fn(namespace, label_selector=selector).items]
+    secrets = {s.metadata.name: set(s.data or {}) for s in core.list_namespaced_secret(namespace).items}
+    config_maps = {c.metadata.name: set(c.data or {}) for c in core.list_namespaced_config_map(namespace).items}
+    return explain_unready(workloads, secrets, config_maps)
+
+
+def explain_failed_release(name: str, kubeconfig: str, context: str, namespace: str,
+                           release: str) -> pulumi.ErrorHook:
+    """An error hook for the Release: after a failed create or update, log every unready
+    workload of the release; never retries (Helm already waited the release timeout)."""
+
+    def hook(args: pulumi.ErrorHookArgs) -> bool:
+        try:
+            lines = read_unready(kubeconfig, context, namespace, release)
+        except Exception as exc:  # the cluster may be the thing that failed: say so, stay quiet
+            pulumi.log.warn(f"could not read the workloads of Helm release {namespace}/{release} "
+                            f"(context {context}) to explain the failure: {exc.__class__.__name__}")
+            return False
+        if lines:
+            pulumi.log.error(
+                f"Helm release {namespace}/{release} ({args.failed_operation}) is not ready; "
+                "Helm's wait gave up on:\n" + "\n".join(f"  - {line}" for line in lines))
+        return False
+
+    return pulumi.ErrorHook(f"{name}-explain-unready", hook)

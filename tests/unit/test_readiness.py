@@ -1,0 +1,68 @@
+"""Explaining a Release that Helm's wait gave up on: which workload, and what its pods lack."""
+
+import pytest
+
+from components.readiness import explain_unready, missing_references, replicas_short
+
+pytestmark = pytest.mark.unit
+
+SERVER_POD = {
+    "volumes": [
+        {"name": "config", "configMap": {"name": "consul-server-config"}},
+        {"name": "userconfig-consul-federation", "secret": {
+            "secretName": "consul-federation", "items": [{"key": "serverConfigJSON", "path": "config.json"}]}},
+        {"name": "extra", "secret": {"secretName": "maybe", "optional": True}},
+    ],
+    "containers": [{"name": "consul", "env": [
+        {"name": "GOSSIP_KEY", "valueFrom": {"secretKeyRef": {"name": "consul-federation", "key": "gossipEncryptionKey"}}},
+        {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ], "envFrom": [{"configMapRef": {"name": "consul-env"}}]}],
+}
+
+
+def statefulset(ready: int, replicas: int = 1, generation: int = 1, observed: int = 1) -> dict:
+    return {"metadata": {"name": "consul-server", "namespace": "consul", "generation": generation},
+            "spec": {"replicas": replicas, "template": {"spec": SERVER_POD}},
+            "status": {"readyReplicas": ready, "observedGeneration": observed}}
+
+
+def test_missing_secret_key_and_configmaps_are_named_and_optional_ones_are_not():
+    secrets = {"consul-federation": {"caCert", "serverConfig", "gossipEncryptionKey"}}
+    assert missing_references(SERVER_POD, secrets, {}) == [
+        "ConfigMap consul-server-config does not exist",
+        "Secret consul-federation has no key 'serverConfigJSON'",
+        "ConfigMap consul-env does not exist",
+    ]
+
+
+def test_nothing_missing_when_everything_resolves():
+    secrets = {"consul-federation": {"serverConfigJSON", "gossipEncryptionKey"}}
+    maps = {"consul-server-config": {"server.json"}, "consul-env": set()}
+    assert missing_references(SERVER_POD, secrets, maps) == []
+
+
+@pytest.mark.parametrize("obj,expected", [
+    (statefulset(ready=1), None),
+    (statefulset(ready=0), "0 of 1 replicas ready"),
+    (statefulset(ready=2, replicas=3), "2 of 3 replicas ready"),
+    (statefulset(ready=1, generation=2, observed=1), "1 of 1 replicas ready"),  # not yet rolled
+])
+def test_replicas_short(obj, expected):
+    assert replicas_short("StatefulSet", obj) == expected
+
+
+def test_daemonset_counts_scheduled_pods():
+    ds = {"metadata": {"generation": 1}, "status": {"desiredNumberScheduled": 3, "numberReady": 2,
+                                                    "observedGeneration": 1}}
+    assert replicas_short("DaemonSet", ds) == "2 of 3 replicas ready"
+
+
+def test_explain_names_only_unready_workloads_with_what_their_pods_lack():
+    ready_gateway = {"metadata": {"name": "consul-mesh-gateway", "namespace": "consul", "generation": 1},
+                     "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "gw"}]}}},
+                     "status": {"readyReplicas": 1, "observedGeneration": 1}}
+    lines = explain_unready([("Deployment", ready_gateway), ("StatefulSet", statefulset(ready=0))],
+                            {"consul-federation": {"gossipEncryptionKey"}},
+                            {"consul-server-config": set(), "consul-env": set()})
+    assert lines == ["StatefulSet consul/consul-server: 0 of 1 replicas ready; its pods cannot start: "
+                     "Secret consul-federation has no key 'serverConfigJSON'"]
