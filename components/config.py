@@ -45,6 +45,14 @@ _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]
 
 _SECRET_NOT_SHOWN = "(secret value not shown)"
 
+# Settings that may be set with `pulumi config set --secret`, and where their secrecy goes: the
+# chart values (the Release's `values` become a Pulumi secret), the chart repository URL (it may
+# carry credentials), the k8sAuthMethodHost stack output. Every other setting names objects, and
+# ends up in resource names, URNs or Kubernetes object names, which Pulumi never encrypts.
+SECRET_CAPABLE = ("helmValues", "meshGateway", "k8sAuthMethodHost", "chartRepo")
+# The settings the chart values are computed from (a secret among them makes the values secret).
+VALUE_KEYS = ("helmValues", "meshGateway", "k8sAuthMethodHost")
+
 
 class ConfigError(pulumi.RunError):
     """Every configuration problem of a stack at once; a RunError so Pulumi prints no traceback."""
@@ -67,7 +75,7 @@ def setting(key: str, default: Any = dataclasses.MISSING, *, factory: Any = data
 
 
 def config_keys(cls: type) -> tuple[str, ...]:
-    return tuple(f.metadata["key"] for f in dataclasses.fields(cls))
+    return tuple(f.metadata["key"] for f in dataclasses.fields(cls) if "key" in f.metadata)
 
 
 @dataclass(frozen=True)
@@ -100,11 +108,14 @@ class DatacenterConfig:
     mesh_gateway: MeshGatewayConfig = setting("meshGateway", factory=MeshGatewayConfig)
     primary_stack: Optional[str] = setting("primaryStack", None)
     k8s_auth_method_host: Optional[str] = setting("k8sAuthMethodHost", None)
-    helm_values: Mapping[str, Any] = setting("helmValues", factory=dict)
-    # Chart values that are secret by their key (see read_stack_config): never printed, and the
-    # Release's values are a Pulumi secret whenever this is set.
-    helm_secret_values: Mapping[str, Any] = setting("helmSecretValues", factory=dict, repr=False)
+    helm_values: Mapping[str, Any] = setting("helmValues", factory=dict, repr=False)
     release_timeout: int = setting("releaseTimeoutSeconds", DEFAULT_RELEASE_TIMEOUT)
+    # The settings the stack set with `pulumi config set --secret` (a subset of SECRET_CAPABLE).
+    secret_settings: frozenset[str] = field(default=frozenset())
+
+    def is_secret(self, *keys: str) -> bool:
+        """Whether any of these settings was set as a secret, so what it feeds must be one too."""
+        return bool(self.secret_settings.intersection(keys))
 
     @property
     def is_primary(self) -> bool:
@@ -126,19 +137,19 @@ class DatacenterConfig:
 
 KEYS = config_keys(DatacenterConfig)
 MESH_GATEWAY_KEYS = config_keys(MeshGatewayConfig)
-OBJECT_KEYS = tuple(f.metadata["key"] for f in dataclasses.fields(DatacenterConfig) if f.metadata["object"])
-SECRET_KEYS = ("helmSecretValues",)
+OBJECT_KEYS = tuple(f.metadata["key"] for f in dataclasses.fields(DatacenterConfig) if f.metadata.get("object"))
 
 
 class _Reader:
     """Collects errors while reading raw values, so all of them can be reported together."""
 
-    def __init__(self, raw: Mapping[str, Any]):
+    def __init__(self, raw: Mapping[str, Any], secret_keys: frozenset[str]):
         self.raw = raw
+        self.secret_keys = secret_keys
         self.errors: list[str] = []
 
     def error(self, key: str, value: Any, allowed: str) -> None:
-        shown = _SECRET_NOT_SHOWN if key in SECRET_KEYS else repr(value)
+        shown = _SECRET_NOT_SHOWN if key.split(".")[0] in self.secret_keys else repr(value)
         self.errors.append(f"{CONFIG_NAMESPACE}:{key}: {shown} is not valid; {allowed}")
 
     def string(self, key: str, default: Optional[str] = None, *, required: bool = False,
@@ -341,24 +352,24 @@ def _federation_settings(r: _Reader, role: Optional[str]) -> tuple[Optional[str]
     return primary_stack, auth_host
 
 
-def _helm_values(r: _Reader, chart_version: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
-    """(helmValues, helmSecretValues), each checked against the chart; a path may be in one only."""
-    plain = r.mapping("helmValues")
-    secret = r.mapping("helmSecretValues")
-    r.errors.extend(values_guard.check_user_values(plain, chart_version, "helmValues"))
-    r.errors.extend(values_guard.check_user_values(secret, chart_version, "helmSecretValues"))
-    both = sorted(set(values_guard.leaf_paths(plain)) & set(values_guard.leaf_paths(secret)))
-    r.errors.extend(f"{CONFIG_NAMESPACE}:helmSecretValues.{path}: also set in helmValues; set it in one "
-                    "of them only (helmSecretValues if it is secret)" for path in both)
-    return plain, secret
+def _secret_settings(r: _Reader) -> frozenset[str]:
+    """The secret settings this program can keep secret; any other one is an error."""
+    for key in sorted(r.secret_keys):
+        if key in KEYS and key not in SECRET_CAPABLE:
+            r.errors.append(
+                f"{CONFIG_NAMESPACE}:{key} is set as a secret, but it names objects and ends up in "
+                "resource names and URNs, which Pulumi never encrypts; set it without --secret "
+                f"(settings that can be secret: {', '.join(SECRET_CAPABLE)})")
+    return frozenset(r.secret_keys & set(SECRET_CAPABLE))
 
 
-def parse_config(raw: Mapping[str, Any]) -> DatacenterConfig:
-    """Validate raw configuration values (objects already decoded) into a DatacenterConfig.
+def parse_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> DatacenterConfig:
+    """Validate raw configuration values (objects already decoded) into a DatacenterConfig;
+    `secret_keys` are the settings the stack set as secrets (their values are never shown).
 
     Raises ConfigError listing every problem found.
     """
-    r = _Reader(raw)
+    r = _Reader(raw, frozenset(secret_keys))
     r.errors.extend(_unknown_keys(raw, KEYS))
     role = _role(r)
     datacenter = r.string("datacenter", required=True, check=_dns_label("a Consul datacenter name"))
@@ -375,7 +386,9 @@ def parse_config(raw: Mapping[str, Any]) -> DatacenterConfig:
                                 *RELEASE_TIMEOUT_RANGE) or DEFAULT_RELEASE_TIMEOUT
     mesh_gateway = _mesh_gateway(r)
     primary_stack, auth_host = _federation_settings(r, role)
-    helm_values, helm_secret_values = _helm_values(r, chart_version)
+    helm_values = r.mapping("helmValues")
+    r.errors.extend(values_guard.check_user_values(helm_values, chart_version))
+    secret_settings = _secret_settings(r)
     if r.errors:
         raise ConfigError(r.errors)
     return DatacenterConfig(
@@ -384,54 +397,37 @@ def parse_config(raw: Mapping[str, Any]) -> DatacenterConfig:
         chart_version=chart_version, chart_repo=chart_repo, chart_path=chart_path,
         acls=acls, gossip_encryption=gossip, mesh_gateway=mesh_gateway,
         primary_stack=primary_stack, k8s_auth_method_host=auth_host,
-        helm_values=helm_values, helm_secret_values=helm_secret_values,
-        release_timeout=release_timeout,
+        helm_values=helm_values, release_timeout=release_timeout, secret_settings=secret_settings,
     )
 
 
-def _likely_misspellings(key: str) -> set[str]:
-    """all-lowercase, snake_case and kebab-case forms of a camelCase key."""
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower()
-    return {key.lower(), snake, snake.replace("_", "-")} - {key}
+def read_stack_config() -> tuple[dict[str, Any], frozenset[str]]:
+    """This stack's ``consul-federation:*`` values, and which of them were set as secrets.
 
-
-def read_stack_config() -> dict[str, Any]:
-    """This stack's ``consul-federation:*`` values through the public ``pulumi.Config``.
-
-    Objects come through ``get_object``, everything else as text through ``get`` (parse_config
-    checks types itself, so a bad value is one error among all the others, not the first raised).
-
-    Secrets. ``pulumi.Config`` 3.260.0 cannot tell a program which keys were set with
-    ``--secret``: ``get`` returns the decrypted text either way, and ``get_secret`` /
-    ``get_secret_object`` wrap any value in ``Output.secret`` whether it was encrypted or not, so
-    ``Output.is_secret()`` on them is always true and tells nothing. (The runtime's own record of
-    secret keys is internal to the SDK.) So secretness is decided by the key: chart values that
-    must stay secret go under ``helmSecretValues``, which the program treats as secret whatever
-    the stack file says; every other setting names objects, versions and addresses that also end
-    up in resource names, URNs and stack outputs, and is plain.
-
-    Unknown keys. ``pulumi.Config`` cannot list a namespace's keys either, so a misspelt top-level
-    key is found in its likeliest forms only (all lowercase, snake_case, kebab-case of a real key).
+    Values come through the public ``pulumi.Config`` (objects through ``get_object``, the rest as
+    text: parse_config checks types itself, so a bad value is one error among all the others).
+    Which keys exist, and which are secret, come from ``pulumi.runtime.get_config_env`` and
+    ``pulumi.runtime.is_config_secret`` (public: ``pulumi.runtime.__all__``); ``Config`` itself
+    can list neither, and its ``get_secret*`` wrap every value, secret in the stack or not.
     """
     config = pulumi.Config(CONFIG_NAMESPACE)
+    prefix = f"{CONFIG_NAMESPACE}:"
+    present = {key[len(prefix):] for key in pulumi.runtime.get_config_env() if key.startswith(prefix)}
     raw: dict[str, Any] = {}
-    for key in KEYS:
+    for key in sorted(present | set(KEYS)):
         try:
             value = config.get_object(key) if key in OBJECT_KEYS else config.get(key)
         except pulumi.ConfigTypeError:
             value = config.get(key)  # not JSON: parse_config reports it is not an object
         if value is not None:
             raw[key] = value
-    for key in KEYS:
-        for variant in _likely_misspellings(key):
-            if config.get(variant) is not None:
-                raw[variant] = config.get(variant)
-    return raw
+    secret = frozenset(key for key in raw if pulumi.runtime.is_config_secret(prefix + key))
+    return raw, secret
 
 
 def load_config() -> DatacenterConfig:
     """Read and validate this stack's configuration (raises ConfigError)."""
-    return parse_config(read_stack_config())
+    return parse_config(*read_stack_config())
 
 
 def config_warnings(cfg: DatacenterConfig) -> list[str]:
@@ -445,8 +441,7 @@ def config_warnings(cfg: DatacenterConfig) -> list[str]:
             f"chart {cfg.chart_version}: CI renders and installs no chart of the "
             f"{version[0]}.{version[1]} line (it does the {lines} lines), so neither this program's "
             "values nor helmValues keys are checked against it")
-    elif checked_against is not None and checked_against != cfg.chart_version and (
-            cfg.helm_values or cfg.helm_secret_values):
+    elif checked_against is not None and checked_against != cfg.chart_version and cfg.helm_values:
         warnings.append(
             f"chart {cfg.chart_version}: helmValues keys were checked against chart "
             f"{checked_against}, the newest of its line this program ships a key list for")

@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .config import DatacenterConfig
+from .config import VALUE_KEYS, DatacenterConfig
 
 # Each Helm revision is a Secret in the namespace; keep a bounded history for rollbacks.
 MAX_HISTORY = 10
@@ -21,17 +21,19 @@ def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str
                    values: pulumi.Input[dict[str, Any]], opts: pulumi.ResourceOptions
                    ) -> k8s.helm.v3.Release:
     """The Release with `values`, which stay plain (so `pulumi preview --diff` shows each chart
-    value) unless the stack sets helmSecretValues: then they are a Pulumi secret as a whole."""
+    value) unless a setting they come from was set with --secret: then they are a Pulumi secret
+    as a whole (a secret chart repository URL likewise)."""
     if cfg.chart_path:
         chart: dict[str, Any] = {"chart": cfg.chart_path}
     else:
+        repo = pulumi.Output.secret(cfg.chart_repo) if cfg.is_secret("chartRepo") else cfg.chart_repo
         chart = {"chart": "consul", "version": cfg.chart_version,
-                 "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=cfg.chart_repo)}
+                 "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=repo)}
     return k8s.helm.v3.Release(
         name,
         name=cfg.release_name,
         namespace=namespace,
-        values=pulumi.Output.secret(values) if cfg.helm_secret_values else values,
+        values=pulumi.Output.secret(values) if cfg.is_secret(*VALUE_KEYS) else values,
         timeout=cfg.release_timeout,
         max_history=MAX_HISTORY,
         cleanup_on_fail=True,

@@ -67,7 +67,7 @@ def primary_values(cfg: DatacenterConfig) -> dict[str, Any]:
     g["acls"]["createReplicationToken"] = cfg.acls
     if cfg.gossip_encryption:
         g["gossipEncryption"] = {"secretName": cfg.gossip_secret_name, "secretKey": GOSSIP_SECRET_KEY}
-    return _with_user_values(values, cfg)
+    return merge_user_values(values, cfg.helm_values)
 
 
 def secondary_values(cfg: DatacenterConfig, primary_datacenter: str,
@@ -96,12 +96,7 @@ def secondary_values(cfg: DatacenterConfig, primary_datacenter: str,
             "load": True,
         }],
     }
-    return _with_user_values(values, cfg)
-
-
-def _with_user_values(values: dict[str, Any], cfg: DatacenterConfig) -> dict[str, Any]:
-    """helmValues and helmSecretValues (validation keeps their paths apart) merged last."""
-    return merge_user_values(merge_user_values(values, cfg.helm_values), cfg.helm_secret_values)
+    return merge_user_values(values, cfg.helm_values)
 
 
 def merge_user_values(values: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -95,9 +95,10 @@ def _overlaps(path: str, owned: str) -> bool:
     return path == owned or path.startswith(owned + ".") or owned.startswith(path + ".")
 
 
-def check_user_values(values: Mapping[str, Any], version: str, key: str = "helmValues") -> list[str]:
-    """Configuration errors for a stack's helmValues (or helmSecretValues: `key`). Messages name
-    paths, never the values, so a secret value cannot end up in an error."""
+def check_user_values(values: Mapping[str, Any], version: str) -> list[str]:
+    """Configuration errors for a stack's helmValues. Messages name paths, never the values, so
+    a value set as a secret cannot end up in an error."""
+    key = "helmValues"
     where = f"{CONFIG_NAMESPACE}:{key}"
     errors = []
     misplaced = [k for k in GLOBAL_ONLY if k in values]

@@ -227,8 +227,10 @@ def run_program(config: dict[str, Any], stack: str = "dc1", *,
                 stacks: Optional[dict[str, dict[str, Any]]] = None,
                 federation: Optional[dict[str, dict[str, str]]] = None,
                 endpoints: Optional[list[dict[str, Any]]] = None,
-                env: Optional[dict[str, str]] = None, mark_secret_outputs: bool = True) -> Run:
-    """Run __main__.py once with `config` (keys without the project prefix).
+                env: Optional[dict[str, str]] = None, mark_secret_outputs: bool = True,
+                secret_keys: tuple[str, ...] = ()) -> Run:
+    """Run __main__.py once with `config` (keys without the project prefix; `secret_keys` of
+    them as if set with `pulumi config set --secret`).
 
     Raises ProgramFailed (with what reached the engine) if the program fails.
     """
@@ -244,9 +246,11 @@ def run_program(config: dict[str, Any], stack: str = "dc1", *,
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     pulumi.runtime.reset_options(project=PROJECT, stack=stack)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger)
-    pulumi.runtime.set_all_config({
-        (k if ":" in k else f"{PROJECT}:{k}"): v if isinstance(v, str) else json.dumps(v)
-        for k, v in config.items()})
+    full = {(k if ":" in k else f"{PROJECT}:{k}"): v if isinstance(v, str) else json.dumps(v)
+            for k, v in config.items()}
+    pulumi.runtime.set_all_config(full, [f"{PROJECT}:{k}" for k in secret_keys])
+    # The language host hands the program its whole configuration in PULUMI_CONFIG too.
+    env = {**(env or {}), "PULUMI_CONFIG": json.dumps(full)}
     recorder = Recorder()
     pulumi.runtime.register_stack_transformation(recorder)
     run = Run(registrations=[], engine=mocks.engine)

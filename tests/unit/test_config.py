@@ -11,14 +11,14 @@ from stack_matrix import primary, secondary
 pytestmark = pytest.mark.unit
 
 
-def errors_of(raw):
+def errors_of(raw, secret_keys=frozenset()):
     with pytest.raises(ConfigError) as info:
-        parse_config(raw)
+        parse_config(raw, secret_keys)
     return info.value.errors
 
 
-def only_error(raw):
-    errors = errors_of(raw)
+def only_error(raw, secret_keys=frozenset()):
+    errors = errors_of(raw, secret_keys)
     assert len(errors) == 1, errors
     return errors[0]
 
@@ -227,35 +227,26 @@ def test_free_form_maps_accept_any_key():
         "server": {"extraLabels": {"team": "mesh"}, "resources": {"requests": {"ephemeral-storage": "1Gi"}}}}))
 
 
-# --- helmSecretValues ---------------------------------------------------------------------------
+# --- settings set with --secret -----------------------------------------------------------------
 
-def test_helm_secret_values_are_checked_like_helm_values_without_showing_them():
-    errors = errors_of(primary(helmSecretValues={"server": {"replica": "s3cr3t"},
-                                                 "global": {"datacenter": "s3cr3t"}}))
+def test_secret_settings_are_kept_and_never_shown():
+    errors = errors_of(primary(helmValues="s3cr3t", chartRepo="ftp://user:s3cr3t@x"),
+                       frozenset({"helmValues", "chartRepo"}))
     assert errors == [
-        "consul-federation:helmSecretValues.global.datacenter: global.datacenter is set by this "
-        "program for federation; use the matching setting (role, datacenter, globalName, acls, "
-        "gossipEncryption, meshGateway.*) instead of helmSecretValues",
-        "consul-federation:helmSecretValues: 'server.replica' is not a value of the Consul chart "
-        "2.0.3; did you mean 'server.replicas'?"]
-
-
-def test_helm_secret_values_that_are_not_an_object_are_not_shown():
-    assert only_error(primary(helmSecretValues="s3cr3t")) == (
-        "consul-federation:helmSecretValues: (secret value not shown) is not valid; "
-        "expected an object (a YAML mapping)")
-
-
-def test_a_path_may_be_plain_or_secret_not_both():
-    message = only_error(primary(helmValues={"server": {"extraConfig": "{}"}},
-                                 helmSecretValues={"server": {"extraConfig": "{}"}}))
-    assert message.startswith("consul-federation:helmSecretValues.server.extraConfig: also set in helmValues")
-
-
-def test_helm_secret_values_never_in_the_config_repr():
-    cfg = parse_config(primary(helmSecretValues={"server": {"extraConfig": "s3cr3t"}}))
-    assert cfg.helm_secret_values == {"server": {"extraConfig": "s3cr3t"}}
+        "consul-federation:chartRepo: (secret value not shown) is not valid; expected a Helm "
+        "repository URL (https://..., http://... or oci://...)",
+        "consul-federation:helmValues: (secret value not shown) is not valid; expected an object (a YAML mapping)"]
+    cfg = parse_config(primary(helmValues={"server": {"extraConfig": "s3cr3t"}}), frozenset({"helmValues"}))
+    assert cfg.secret_settings == {"helmValues"} and cfg.is_secret("helmValues", "meshGateway")
     assert "s3cr3t" not in repr(cfg)
+
+
+@pytest.mark.parametrize("key", ["namespace", "datacenter", "kubeContext", "globalName"])
+def test_settings_that_name_objects_cannot_be_secret(key):
+    assert only_error(primary(), frozenset({key})) == (
+        f"consul-federation:{key} is set as a secret, but it names objects and ends up in resource "
+        "names and URNs, which Pulumi never encrypts; set it without --secret (settings that can "
+        "be secret: helmValues, meshGateway, k8sAuthMethodHost, chartRepo)")
 
 
 def test_every_setting_has_one_configuration_key():
@@ -263,6 +254,6 @@ def test_every_setting_has_one_configuration_key():
     assert KEYS == ("role", "datacenter", "kubeContext", "kubeconfig", "namespace", "releaseName",
                     "globalName", "chartVersion", "chartRepo", "chartPath", "acls", "gossipEncryption",
                     "meshGateway", "primaryStack", "k8sAuthMethodHost", "helmValues",
-                    "helmSecretValues", "releaseTimeoutSeconds")
+                    "releaseTimeoutSeconds")
     assert MESH_GATEWAY_KEYS == ("mode", "serviceType", "nodePort", "replicas", "wanAddress")
-    assert OBJECT_KEYS == ("meshGateway", "helmValues", "helmSecretValues")
+    assert OBJECT_KEYS == ("meshGateway", "helmValues")

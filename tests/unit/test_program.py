@@ -12,7 +12,7 @@ import base64
 import pytest
 import yaml
 
-from components.config import ConfigError
+from components.config import KEYS, ConfigError
 from components.gossip_key import gossip_key_from_seed
 from pulumi_mocks import (GOSSIP_KEY, ProgramFailed, Run, federation_data, primary_outputs,
                           run_case, run_program)
@@ -209,10 +209,11 @@ def test_config_errors_register_nothing():
 
 # --- Configuration through pulumi.Config ------------------------------------------------------
 
-def test_likely_misspelt_top_level_keys_are_reported():
+def test_unknown_top_level_keys_are_reported():
     with pytest.raises(ProgramFailed) as info:
-        run_program(primary(meshgateway={"mode": "local"}, kube_context="x"))
+        run_program(primary(meshgateway={"mode": "local"}, kube_context="x", colour="blue"))
     assert info.value.error.errors == [
+        "consul-federation:colour is not a setting of this program; allowed: " + ", ".join(KEYS),
         "consul-federation:kube_context is not a setting of this program; did you mean 'kubeContext'?",
         "consul-federation:meshgateway is not a setting of this program; did you mean 'meshGateway'?"]
 
@@ -228,11 +229,23 @@ SECRET_VALUES = {"server": {"extraConfig": '{"license_note": "acme-1234"}'}}
 
 
 @pytest.mark.parametrize("c", [case("dc1"), case("dc2")], ids=lambda c: c.id)
-def test_helm_secret_values_make_the_release_values_secret(c):
-    run = run_case(c.__class__(c.id, {**c.config, "helmSecretValues": SECRET_VALUES}, c.primary))
+def test_secret_helm_values_make_the_release_values_secret(c):
+    """`pulumi config set --secret --path helmValues...` marks the whole helmValues key secret:
+    the Release's values carry it as a secret, never in plaintext."""
+    run = run_case(c.__class__(c.id, {**c.config, "helmValues": SECRET_VALUES}, c.primary),
+                   secret_keys=("helmValues",))
     release = run.one(RELEASE)
     assert release.secret_inputs == {"values"}
     assert release.inputs["values"]["server"]["extraConfig"] == SECRET_VALUES["server"]["extraConfig"]
+
+
+def test_secret_chart_repository_and_auth_host_stay_secret():
+    run = run_program(secondary(chartRepo="https://user:pw@charts.example.com"), "dc2",
+                      stacks={PRIMARY_REF: primary_outputs()},
+                      secret_keys=("chartRepo", "k8sAuthMethodHost"))
+    release = run.one(RELEASE)
+    assert release.secret_inputs == {"repository_opts", "values"}
+    assert "k8sAuthMethodHost" in run.secret_outputs and run.outputs["k8sAuthMethodHost"] == AUTH_HOST
 
 
 def test_helm_values_stay_plain():
