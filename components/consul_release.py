@@ -12,6 +12,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .config import VALUE_KEYS, DatacenterConfig
+from .kube_cluster import resolve_kubeconfig
+from .readiness import explain_failed_release
 
 # Each Helm revision is a Secret in the namespace; keep a bounded history for rollbacks.
 MAX_HISTORY = 10
@@ -38,5 +40,7 @@ def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str
         max_history=MAX_HISTORY,
         cleanup_on_fail=True,
         **chart,
-        opts=opts,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(hooks=pulumi.ResourceHookBinding(
+            on_error=[explain_failed_release(name, resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context),
+                                             cfg.kube_context, cfg.namespace, cfg.release_name)]))),
     )

@@ -77,6 +77,7 @@ class Registration:
     inputs: dict[str, Any] = field(default_factory=dict)  # resolved; None-valued inputs left out
     secret_inputs: set[str] = field(default_factory=set)  # inputs that are Pulumi secrets
     read_id: Optional[str] = None
+    error_hooks: list[pulumi.ErrorHook] = field(default_factory=list)  # run when an operation fails
 
 
 def _plain(value: Any) -> Any:
@@ -109,6 +110,8 @@ class Recorder:
                 type=args.type_, name=args.name, custom=isinstance(args.resource, pulumi.CustomResource),
                 parent=name(opts.parent), provider=name(opts.provider),
                 depends_on=[name(d) for d in opts.depends_on or []])
+            if opts.hooks is not None:
+                reg.error_hooks = list(opts.hooks.on_error or [])
             if opts.id is not None:
                 reg.read_id = await pulumi.Output.from_input(opts.id).future()
             for key, value in (args.props or {}).items():

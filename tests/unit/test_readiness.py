@@ -66,3 +66,28 @@ def test_explain_names_only_unready_workloads_with_what_their_pods_lack():
                             {"consul-server-config": set(), "consul-env": set()})
     assert lines == ["StatefulSet consul/consul-server: 0 of 1 replicas ready; its pods cannot start: "
                      "Secret consul-federation has no key 'serverConfigJSON'"]
+
+
+def test_the_release_explains_its_own_failure(monkeypatch):
+    """The Release carries the error hook, bound to this stack's kubeconfig, context, namespace
+    and release; when it fires it reads the cluster and logs what Helm's wait gave up on."""
+    import pulumi
+
+    from components import readiness
+    from pulumi_mocks import run_program
+    from stack_matrix import primary
+
+    run = run_program(primary(namespace="mesh", releaseName="hc", kubeconfig="/k/config"),
+                      federation={"mesh/consul-federation": {}})
+    (release,) = [r for r in run.registrations if r.type == "kubernetes:helm.sh/v3:Release"]
+    (hook,) = release.error_hooks
+    assert hook.name == "dc1-consul-explain-unready"
+    seen, logged = [], []
+    monkeypatch.setattr(readiness, "read_unready", lambda *a: seen.append(a) or ["StatefulSet mesh/x: 0 of 1 replicas ready"])
+    monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
+    args = pulumi.ErrorHookArgs(urn="u", id="", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
+                                failed_operation="create", errors=["context deadline exceeded"])
+    assert hook(args) is False  # Helm already waited the release timeout: no retry
+    assert seen == [("/k/config", "dc1", "mesh", "hc")]
+    assert logged == ["Helm release mesh/hc (create) is not ready; Helm's wait gave up on:\n"
+                      "  - StatefulSet mesh/x: 0 of 1 replicas ready"]
