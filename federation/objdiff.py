@@ -109,8 +109,10 @@ def _named(items: list[Any]) -> Optional[dict[tuple[str, str], Any]]:
     return {("name", n): item for n, item in zip(names, items)}
 
 
-def _scalars(items: list[Any]) -> bool:
-    return all(not isinstance(item, (dict, list)) for item in items)
+def scalars(items: list[Any]) -> bool:
+    """Items that read well one per line (a script in a command list is diffed by its lines)."""
+    return all(not isinstance(item, (dict, list)) and not (isinstance(item, str) and "\n" in item)
+               for item in items)
 
 
 def _walk(path: str, old: Any, new: Any, out: list[FieldChange]) -> None:
@@ -118,7 +120,7 @@ def _walk(path: str, old: Any, new: Any, out: list[FieldChange]) -> None:
         return
     if isinstance(old, dict) and isinstance(new, dict):
         pairs: Optional[tuple[dict[Any, Any], dict[Any, Any]]] = (old, new)
-    elif isinstance(old, list) and isinstance(new, list) and _scalars(old + new):
+    elif isinstance(old, list) and isinstance(new, list) and scalars(old + new):
         pairs = None  # one change, shown as a diff of the items (an insertion shifts no index)
     elif isinstance(old, list) and isinstance(new, list):
         old_named, new_named = _named(old), _named(new)

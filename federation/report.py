@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any, Optional
 
 from .evaluate import AUTH_HOST_PLACEHOLDER
-from .objdiff import MISSING, FieldChange, Hidden, ObjectChange
+from .objdiff import MISSING, FieldChange, Hidden, ObjectChange, scalars
 
 if TYPE_CHECKING:
     from .diff import Result, StackDiff
@@ -37,7 +37,7 @@ def _lines(value: Any) -> Optional[list[str]]:
     """A multi-line string's lines, or a list of scalars' items; None for anything else."""
     if isinstance(value, str) and "\n" in value:
         return value.splitlines()
-    if isinstance(value, list) and value and all(not isinstance(v, (dict, list)) for v in value):
+    if isinstance(value, list) and value and scalars(value):
         return [json.dumps(v, default=str) for v in value]
     return None
 

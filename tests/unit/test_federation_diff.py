@@ -1,0 +1,210 @@
+"""federation's pure parts: object diff, Secret hiding, reports, affected stacks, stack files.
+
+The chart tier (tests/chart/test_diff.py) runs the whole command with real helm and charts; these
+pin the rules it is built from on small hand-made objects.
+"""
+
+import base64
+
+import pytest
+
+from federation import affected, diff, objdiff, render, report, stacks
+from federation.objdiff import MISSING, FieldChange, Hidden
+
+pytestmark = pytest.mark.unit
+
+
+def deployment(replicas=1, env=None, args=None):
+    container = {"name": "app", "image": "app:1", "env": env or [], "args": args or ["-a"]}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "gw", "namespace": "consul"},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [container]}}}}
+
+
+def secret(data=None, string_data=None, name="s"):
+    obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "consul"}}
+    if data is not None:
+        obj["data"] = data
+    if string_data is not None:
+        obj["stringData"] = string_data
+    return obj
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_a_changed_field_is_its_dotted_path_with_both_values():
+    changes = objdiff.diff([deployment(1)], [deployment(2)])
+    assert [(c.op, str(c.key), c.fields) for c in changes] == [
+        ("changed", "Deployment consul/gw", (FieldChange("spec.replicas", 1, 2),))]
+
+
+def test_named_list_items_are_matched_by_name_so_an_insert_is_one_change():
+    old = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    new = [{"name": "Z", "value": "0"}] + old
+    changes = objdiff.field_changes(deployment(env=old), deployment(env=new))
+    assert changes == [FieldChange("spec.template.spec.containers[name=app].env[name=Z]", MISSING,
+                                   {"name": "Z", "value": "0"})]
+
+
+def test_a_list_of_scalars_is_one_change_and_a_multiline_item_is_diffed_by_index():
+    assert objdiff.field_changes(deployment(args=["-a"]), deployment(args=["-x", "-a"])) == [
+        FieldChange("spec.template.spec.containers[name=app].args", ["-a"], ["-x", "-a"])]
+    script = objdiff.field_changes(deployment(args=["-c", "one\ntwo\n"]), deployment(args=["-c", "one\n2\n"]))
+    assert script == [FieldChange("spec.template.spec.containers[name=app].args[1]", "one\ntwo\n", "one\n2\n")]
+
+
+def test_keys_with_dots_or_slashes_are_quoted_in_paths():
+    old, new = deployment(), deployment()
+    new["metadata"]["annotations"] = {"consul.hashicorp.com/x": "y"}
+    assert objdiff.field_changes(old, new) == [FieldChange("metadata.annotations", MISSING,
+                                                           {"consul.hashicorp.com/x": "y"})]
+    old["metadata"]["annotations"] = {"consul.hashicorp.com/x": "z"}
+    assert [c.path for c in objdiff.field_changes(old, new)] == ['metadata.annotations["consul.hashicorp.com/x"]']
+
+
+def test_objects_added_and_removed_with_their_hooks():
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "tls-init", "namespace": "consul",
+                        "annotations": {"helm.sh/hook": "pre-install,pre-upgrade",
+                                        "helm.sh/hook-delete-policy": "hook-succeeded"}}}
+    test_pod = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "t", "annotations": {"helm.sh/hook": "test"}}}
+    changes = objdiff.diff([deployment(), test_pod], [job])
+    assert [(c.op, str(c.key), c.hook) for c in changes] == [
+        ("removed", "Deployment consul/gw", None),
+        ("added", "Job consul/tls-init", "pre-install,pre-upgrade"),
+        ("removed", "Pod t", "test")]
+
+
+def test_objects_are_told_apart_by_api_group():
+    ours = {"apiVersion": "consul.hashicorp.com/v1alpha1", "kind": "Gateway", "metadata": {"name": "g"}}
+    theirs = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "g"}}
+    assert [(c.op, c.key.group) for c in objdiff.diff([ours], [theirs])] == [
+        ("removed", "consul.hashicorp.com"), ("added", "gateway.networking.k8s.io")]
+
+
+def test_a_render_with_a_duplicate_object_is_refused():
+    with pytest.raises(objdiff.DuplicateObject, match="Deployment consul/gw"):
+        objdiff.diff([deployment(), deployment(2)], [])
+
+
+def test_secret_values_are_replaced_by_which_key_changed():
+    old = secret({"kept": b64("kept-value"), "changed": b64("old-value"), "gone": b64("gone-value")},
+                 {"plain": "old-plain"})
+    new = secret({"kept": b64("kept-value"), "changed": b64("new-value"), "new": b64("added-value")},
+                 {"plain": "new-plain"})
+    changes = objdiff.field_changes(old, new)
+    assert {c.path: (c.old, c.new) for c in changes} == {
+        "data.changed": (Hidden(0), Hidden(1)),
+        "data.gone": (Hidden(0), MISSING),
+        "data.new": (MISSING, Hidden(1)),
+        "stringData.plain": (Hidden(0), Hidden(1)),
+    }
+    shown = repr(changes) + report.text(result_with(changes)) + report.markdown(result_with(changes))
+    hidden = ["kept-value", "old-value", "new-value", "gone-value", "added-value", "old-plain", "new-plain"]
+    assert not [v for v in hidden if v in shown or b64(v) in shown]
+    assert "data.changed: changed (secret value not shown)" in report.text(result_with(changes))
+
+
+def test_a_secret_data_field_that_is_not_a_map_is_hidden_too():
+    changes = objdiff.field_changes(secret({"a": "1"}), secret(b64("raw-secret")))
+    assert changes == [FieldChange("data", Hidden(0), Hidden(1))]
+
+
+def result_with(fields, stack="dc1"):
+    change = objdiff.ObjectChange("changed", objdiff.object_key(secret()), tuple(fields))
+    return diff.Result("base", "head", [diff.StackDiff(stack, changes=[change])])
+
+
+def test_markdown_starts_with_the_marker_and_collapses_each_stack():
+    md = report.markdown(result_with([FieldChange("spec.replicas", 1, 2)]))
+    assert md.startswith(report.MARKER + "\n")
+    assert "<details><summary><b>dc1</b>: 1 changed</summary>" in md
+    assert "```diff\n~ Secret consul/s\n-   spec.replicas: 1\n+   spec.replicas: 2\n```" in md
+
+
+def test_markdown_fences_outlast_backticks_in_values():
+    md = report.markdown(result_with([FieldChange("data.script", "```", "````")]))
+    assert "`````diff\n" in md
+
+
+def test_markdown_keeps_to_its_budget(monkeypatch):
+    monkeypatch.setattr(report, "BUDGET", 2000)
+    fields = [FieldChange(f"data.k{i}", "a" * 50, "b" * 50) for i in range(200)]
+    md = report.markdown(result_with(fields))
+    assert len(md) < 3500
+    assert "more lines: run `python -m federation diff --stacks dc1` for all of them" in md
+
+
+def test_exit_codes_errors_win_over_changes():
+    changed = result_with([FieldChange("spec.replicas", 1, 2)])
+    assert changed.exit_code == diff.EXIT_CHANGES == 2
+    assert diff.Result("b", "h", [diff.StackDiff("dc1")]).exit_code == diff.EXIT_NO_CHANGE == 0
+    changed.stacks.append(diff.StackDiff("dc2", errors=["working tree: bad"]))
+    assert changed.exit_code == diff.EXIT_ERROR == 1
+
+
+PRIMARIES = {"dc1": None, "dc2": "dc1", "dc3": "dc1", "eu1": None, "eu2": "eu1"}
+
+
+@pytest.mark.parametrize("changed,expected", [
+    (["components/helm_values.py"], sorted(PRIMARIES)),
+    (["components/chart_keys/consul-2.0.3.txt"], sorted(PRIMARIES)),
+    (["requirements.txt"], sorted(PRIMARIES)),
+    (["__main__.py", "README.md"], sorted(PRIMARIES)),
+    (["Pulumi.yaml"], sorted(PRIMARIES)),
+    (["Pulumi.dc2.yaml"], ["dc2"]),
+    (["Pulumi.dc1.yaml"], ["dc1", "dc2", "dc3"]),
+    (["Pulumi.eu1.yaml", "Pulumi.dc3.yaml"], ["dc3", "eu1", "eu2"]),
+    (["Pulumi.gone.yaml"], []),  # a deleted stack is not previewed
+    (["README.md", "federation/diff.py", ".github/workflows/preview.yml", "tests/unit/x.py"], []),
+])
+def test_affected_stacks(changed, expected):
+    assert affected.affected_stacks(changed, PRIMARIES) == expected
+
+
+def test_a_deleted_primary_touches_its_secondaries():
+    assert affected.affected_stacks(["Pulumi.dc1.yaml"], {"dc2": "dc1"}) == ["dc2"]
+
+
+def test_stack_files_read_as_pulumi_config(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("name: consul-federation\n")
+    (tmp_path / "Pulumi.dc2.yaml").write_text(
+        "config:\n"
+        "  kubernetes:strictMode: 'true'\n"
+        "  consul-federation:acls: false\n"
+        "  consul-federation:releaseTimeoutSeconds: 600\n"
+        "  consul-federation:primaryStack: organization/consul-federation/dc1\n"
+        "  consul-federation:meshGateway:\n"
+        "    replicas: 2\n"
+        "  consul-federation:helmValues:\n"
+        "    server:\n"
+        "      extraConfig:\n"
+        "        secure: v1:abc\n")
+    (tmp_path / "Pulumi.dc3.yaml").write_text("config: [1\n")
+    assert stacks.stack_names(str(tmp_path)) == ["dc2", "dc3"]
+    stack = stacks.read_stack(str(tmp_path), "dc2")
+    assert stack.raw["acls"] == "false" and stack.raw["releaseTimeoutSeconds"] == "600"
+    assert stack.raw["meshGateway"] == {"replicas": 2}
+    assert "strictMode" not in str(stack.raw)
+    assert stack.primary_name == "dc1"
+    assert stack.secret_keys == {"helmValues"}
+    with pytest.raises(stacks.StackFileError, match="Pulumi.dc3.yaml is not valid YAML"):
+        stacks.read_stack(str(tmp_path), "dc3")
+
+
+def test_chart_sources_in_order(tmp_path, monkeypatch):
+    for name in ("override", "env", "path"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "Chart.yaml").write_text("name: consul\n")
+    charts = render.Charts("/bin/false", {"2.0.3": str(tmp_path / "override")})
+    monkeypatch.setenv("CONSUL_FEDERATION_CHART_2_0_3", str(tmp_path / "env"))
+    monkeypatch.setenv("CONSUL_FEDERATION_CHART_1_9_11", str(tmp_path / "env"))
+    monkeypatch.setenv("CONSUL_FEDERATION_CHART_1_8_16", str(tmp_path / "missing"))
+    assert charts.directory("2.0.3", "https://r", str(tmp_path / "path")) == str(tmp_path / "path")
+    assert charts.directory("2.0.3", "https://r", None) == str(tmp_path / "override")
+    assert charts.directory("1.9.11", "https://r", None) == str(tmp_path / "env")
+    with pytest.raises(render.RenderError, match="CONSUL_FEDERATION_CHART_1_8_16=.* is not a chart directory"):
+        charts.directory("1.8.16", "https://r", None)
