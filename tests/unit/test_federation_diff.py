@@ -5,11 +5,13 @@ pin the rules it is built from on small hand-made objects.
 """
 
 import base64
+import os
 
 import pytest
 
 from federation import affected, diff, objdiff, render, report, stacks
 from federation.objdiff import MISSING, FieldChange, Hidden
+from pulumi_mocks import ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -208,3 +210,10 @@ def test_chart_sources_in_order(tmp_path, monkeypatch):
     assert charts.directory("1.9.11", "https://r", None) == str(tmp_path / "env")
     with pytest.raises(render.RenderError, match="CONSUL_FEDERATION_CHART_1_8_16=.* is not a chart directory"):
         charts.directory("1.8.16", "https://r", None)
+
+
+def test_the_preview_workflow_finds_its_comment_by_the_diffs_marker():
+    with open(os.path.join(ROOT, ".github", "workflows", "preview.yml"), encoding="utf-8") as handle:
+        workflow = handle.read()
+    assert f'MARKER: "{report.MARKER}"' in workflow
+    assert "python -m federation diff --base \"$BASE_SHA\" --markdown" in workflow
