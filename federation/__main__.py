@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import federation
+
 from . import affected, diff
 
 COMMANDS = {
@@ -22,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m federation", description=__doc__)
+    parser = _Parser(prog="python -m federation", description=federation.__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=module.__doc__,

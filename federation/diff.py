@@ -169,6 +169,35 @@ def _compare(stack: StackDiff, rendered: dict[render.Job, Any]) -> None:
         stack.errors.append(str(exc))
 
 
+def _evaluate(result: Result, by_name: dict[str, StackDiff], sides: list[tuple[str, str, str, str]],
+              charts: render.Charts) -> None:
+    """Each side's stacks evaluated by that side's code (both sides at once) and given a chart;
+    problems go to the stack they concern, or to `result` when a whole side fails."""
+    names = list(by_name)
+    prepared = []
+    for label, project, attribute, exists in sides:
+        requests, errors, absent = _requests(project, names)
+        for name, error in errors.items():
+            by_name[name].errors.append(f"{label}: {error}")
+        for name in absent:
+            setattr(by_name[name], exists, False)
+        prepared.append((label, attribute, _start_evaluation(project, requests)))
+    for label, attribute, process in prepared:
+        try:
+            evaluations = _finish_evaluation(process, label)
+        except RuntimeError as exc:
+            result.errors.append(str(exc))
+            continue
+        for name, evaluation in evaluations.items():
+            if "error" in evaluation:
+                by_name[name].errors.append(f"{label}: {evaluation['error']}")
+                continue
+            try:
+                setattr(by_name[name], attribute, _evaluated(evaluation, charts))
+            except render.RenderError as exc:
+                by_name[name].errors.append(f"{label}: {exc}")
+
+
 def run_diff(repo: str, base: str, only: Optional[list[str]], charts: render.Charts) -> Result:
     """Evaluate, render and compare every stack (or those in `only`) at `base` and in `repo`'s
     working tree."""
@@ -186,33 +215,13 @@ def run_diff(repo: str, base: str, only: Optional[list[str]], charts: render.Cha
             names = [n for n in names if n in only]
         by_name = {n: StackDiff(n) for n in names}
         result.stacks = list(by_name.values())
-        sides = [("base", base_dir, "base", "base_exists"), ("working tree", root, "head", "head_exists")]
-        prepared = []
-        for label, project, attribute, exists in sides:
-            requests, errors, absent = _requests(project, names)
-            for name, error in errors.items():
-                by_name[name].errors.append(f"{label}: {error}")
-            for name in absent:
-                setattr(by_name[name], exists, False)
-            prepared.append((label, attribute, _start_evaluation(project, requests)))
-        for label, attribute, process in prepared:
-            try:
-                evaluations = _finish_evaluation(process, label)
-            except RuntimeError as exc:
-                result.errors.append(str(exc))
-                continue
-            for name, evaluation in evaluations.items():
-                if "error" in evaluation:
-                    by_name[name].errors.append(f"{label}: {evaluation['error']}")
-                    continue
-                try:
-                    setattr(by_name[name], attribute, _evaluated(evaluation, charts))
-                except render.RenderError as exc:
-                    by_name[name].errors.append(f"{label}: {exc}")
-    if result.errors:
-        return result
-    jobs = {ev.job for s in result.stacks if not s.errors for ev in (s.base, s.head) if ev is not None}
-    rendered = _render_all(charts.helm, jobs)
+        _evaluate(result, by_name, [("base", base_dir, "base", "base_exists"),
+                                    ("working tree", root, "head", "head_exists")], charts)
+        if result.errors:
+            return result
+        # Rendered while the base tree exists: a chartPath inside the repository points into it.
+        jobs = {ev.job for s in result.stacks if not s.errors for ev in (s.base, s.head) if ev is not None}
+        rendered = _render_all(charts.helm, jobs)
     for stack in result.stacks:
         if not stack.errors:
             _compare(stack, rendered)

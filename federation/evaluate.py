@@ -70,6 +70,10 @@ def main() -> int:
         json.dump({"error": f"the program's components do not import: {type(exc).__name__}: {exc}"},
                   sys.stdout)
         return 1
+    if os.path.dirname(os.path.dirname(os.path.abspath(config.__file__))) != project:
+        # No components/ in this tree, and another one on PYTHONPATH: not this revision's code.
+        json.dump({"error": f"no components package in {project} (imported {config.__file__})"}, sys.stdout)
+        return 1
     results = {}
     for request in requests:
         try:

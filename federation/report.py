@@ -109,7 +109,7 @@ def _summary(stack: "StackDiff") -> str:
 def _notes(stack: "StackDiff") -> list[str]:
     notes = []
     sides = [s for s in (stack.base, stack.head) if s is not None]
-    roles = sorted({s.role for s in sides})
+    roles = list(dict.fromkeys(s.role for s in sides))  # base first
     versions = [s.chart_version for s in sides]
     if len(set(versions)) > 1:
         notes.append(f"chart {versions[0]} -> {versions[1]}")

@@ -2,7 +2,8 @@
 
 The scratch repository holds this project's program (``__main__.py``, ``components/``,
 ``Pulumi.yaml``), its dc1 and dc2 stack files, a secondary dc3 on chart 1.9.11 and a primary dc4
-on a small chart of our own that renders a Secret from the values. Each test changes the working
+on a small chart of our own, in the repository (``chartPath``), that renders a Secret from the
+values. Each test changes the working
 tree and diffs it against the commit; the expected object changes were found by running the
 diff once and reviewed against what the chart does with the value.
 
@@ -41,7 +42,7 @@ DC4 = """config:
   consul-federation:role: primary
   consul-federation:datacenter: dc4
   consul-federation:kubeContext: kind-dc4
-  consul-federation:chartPath: {chart}
+  consul-federation:chartPath: charts/secret
 """
 # A chart named consul (chartPath requires it) whose only object is a Secret made from values.
 SECRET_TEMPLATE = """apiVersion: v1
@@ -73,12 +74,12 @@ def scratch(tmp_path_factory):
         shutil.copy(os.path.join(ROOT, name), repo / name)
     shutil.copytree(os.path.join(ROOT, "components"), repo / "components",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    chart = tmp_path_factory.mktemp("secret-chart")
-    (chart / "templates").mkdir()
+    chart = repo / "charts" / "secret"  # in the repository: the base side renders its own copy
+    (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: consul\nversion: 1.0.0\n")
     (chart / "templates" / "secret.yaml").write_text(SECRET_TEMPLATE)
     (repo / "Pulumi.dc3.yaml").write_text(DC3)
-    (repo / "Pulumi.dc4.yaml").write_text(DC4.format(chart=chart))
+    (repo / "Pulumi.dc4.yaml").write_text(DC4)
     git(repo, "init", "-q")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "base")
@@ -281,6 +282,13 @@ def test_a_secondary_needs_its_primary_stack_file(project):
     assert stack(run(project, "dc2"), "dc2").errors == [
         "working tree: primaryStack 'organization/consul-federation/dc1' names stack dc1, "
         "but Pulumi.dc1.yaml does not exist"]
+
+
+def test_a_tree_without_the_program_is_an_error_not_another_trees_code(project):
+    shutil.rmtree(project / "components")  # the CLI runs with this project's root on PYTHONPATH
+    done = cli(project, "--stacks", "dc1")
+    assert done.returncode == diff.EXIT_ERROR
+    assert f"error: working tree: no components package in {project}" in done.stdout
 
 
 def test_a_stack_with_secret_settings_is_not_rendered(project):
