@@ -7,11 +7,15 @@ import sys
 
 import federation
 
-from . import affected, diff
+from . import affected, diff, operate, verify
 
 COMMANDS = {
     "diff": (diff, "the Kubernetes objects each stack's Release would change (exit 0 none, 2 changes, 1 error)"),
     "affected": (affected, "the stacks a change touches, as a JSON list"),
+    "up": (operate.UP, "deploy the primary, then the secondaries in parallel (exit 0 ok, 1 failed, 2 refused)"),
+    "preview": (operate.PREVIEW, "preview every stack in parallel, with the diff (exit 0 ok, 1 failed, 2 refused)"),
+    "destroy": (operate.DESTROY, "destroy the secondaries, then the primary (exit 0 ok, 1 failed, 2 refused)"),
+    "verify": (verify, "check the federation per datacenter (exit 0 only when everything checked holds)"),
 }
 
 

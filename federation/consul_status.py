@@ -1,0 +1,143 @@
+"""Consul's own view of the federation, from its HTTP API's JSON (the formats documented for
+``/v1/agent/members?wan=1``, ``/v1/catalog/datacenters`` and ``/v1/acl/replication``).
+
+Parsers raise ConsulOutputError on anything else (an HTML error page from a proxy, a truncated
+body), so that ``verify`` reports "could not read" instead of a wrong verdict. Verdicts are pure
+functions of parsed answers, tested on recorded responses (tests/fixtures/consul).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+# Serf's MemberStatus (hashicorp/serf serf/serf.go), which /v1/agent/members reports as a number.
+MEMBER_STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
+_ZERO_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)
+
+
+class ConsulOutputError(ValueError):
+    """A response that is not in the format Consul documents for the endpoint."""
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    address: str
+    datacenter: str
+    role: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Replication:
+    enabled: bool
+    running: bool
+    source_datacenter: str
+    replication_type: str
+    last_success: datetime
+    last_error: datetime
+    last_error_message: str
+
+
+def _json(text: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConsulOutputError(f"{what}: not JSON ({exc})") from exc
+
+
+def parse_members(text: str | bytes) -> list[Member]:
+    """Members as ``/v1/agent/members`` lists them (``?wan=1``: every WAN member)."""
+    doc = _json(text, "members")
+    if not isinstance(doc, list):
+        raise ConsulOutputError("members: expected a JSON list")
+    members = []
+    for item in doc:
+        if not isinstance(item, dict) or not isinstance(item.get("Tags"), dict) \
+                or not isinstance(item.get("Status"), int) or "Name" not in item:
+            raise ConsulOutputError(f"members: unexpected entry {str(item)[:120]}")
+        members.append(Member(name=str(item["Name"]), address=str(item.get("Addr", "")),
+                              datacenter=str(item["Tags"].get("dc", "")),
+                              role=str(item["Tags"].get("role", "")),
+                              status=MEMBER_STATUS.get(item["Status"], f"unknown ({item['Status']})")))
+    return members
+
+
+def parse_datacenters(text: str | bytes) -> list[str]:
+    doc = _json(text, "datacenters")
+    if not isinstance(doc, list) or not all(isinstance(dc, str) for dc in doc):
+        raise ConsulOutputError("datacenters: expected a JSON list of names")
+    return doc
+
+
+def _time(value: Any, field: str) -> datetime:
+    """RFC 3339 as Go writes it (nanoseconds allowed; Python takes at most microseconds)."""
+    if not isinstance(value, str):
+        raise ConsulOutputError(f"replication: {field} is not a timestamp")
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConsulOutputError(f"replication: {field} {value!r} is not RFC 3339") from exc
+
+
+def parse_replication(text: str | bytes) -> Replication:
+    doc = _json(text, "replication")
+    if not isinstance(doc, dict) or not isinstance(doc.get("Enabled"), bool) \
+            or not isinstance(doc.get("Running"), bool):
+        raise ConsulOutputError("replication: expected an object with Enabled and Running")
+    return Replication(
+        enabled=doc["Enabled"], running=doc["Running"],
+        source_datacenter=str(doc.get("SourceDatacenter", "")),
+        replication_type=str(doc.get("ReplicationType", "")),
+        last_success=_time(doc.get("LastSuccess", "0001-01-01T00:00:00Z"), "LastSuccess"),
+        last_error=_time(doc.get("LastError", "0001-01-01T00:00:00Z"), "LastError"),
+        last_error_message=str(doc.get("LastErrorMessage", "")))
+
+
+def members_verdict(members: list[Member], datacenters: list[str]) -> tuple[bool, str]:
+    """Every datacenter of the federation has a server alive in the WAN pool, and no WAN member
+    is failed or left (a gateway or address problem shows up there first)."""
+    alive = {m.datacenter for m in members if m.status == "alive" and m.role == "consul"}
+    missing = [dc for dc in datacenters if dc not in alive]
+    unwell = [f"{m.name} ({m.datacenter}) {m.status}" for m in members if m.status != "alive"]
+    problems = ([f"no alive server of {', '.join(missing)}"] if missing else []) + unwell
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"{len(members)} WAN member(s) alive in {', '.join(sorted(alive))}"
+
+
+def datacenters_verdict(found: list[str], expected: list[str]) -> tuple[bool, str]:
+    missing = [dc for dc in expected if dc not in found]
+    if missing:
+        return False, f"catalog lacks {', '.join(missing)} (it has {', '.join(found) or 'none'})"
+    return True, f"catalog has {', '.join(found)}"
+
+
+def replication_verdict(status: Replication, primary: str) -> tuple[bool, str]:
+    """Consul's documented health rule: enabled, running, from the primary, and no error newer
+    than the last success."""
+    if not status.enabled:
+        return False, "ACL replication is not enabled"
+    if not status.running:
+        return False, "ACL replication is enabled but not running (it starts about 60 s after a leader election)"
+    if status.source_datacenter != primary:
+        return False, f"replicating from {status.source_datacenter!r}, not from the primary {primary!r}"
+    if status.last_error > status.last_success:
+        message = f": {status.last_error_message}" if status.last_error_message else ""
+        return False, f"last error ({status.last_error:%Y-%m-%dT%H:%M:%SZ}) is newer than the last success{message}"
+    since = "" if status.last_success == _ZERO_TIME else f", last success {status.last_success:%Y-%m-%dT%H:%M:%SZ}"
+    return True, f"{status.replication_type or 'running'} from {primary}{since}"
+
+
+def primary_gateways(server_config_json: Optional[str]) -> list[str]:
+    """``primary_gateways`` of the federation secret's ``serverConfigJSON``."""
+    doc = _json(server_config_json or "", "serverConfigJSON")
+    gateways = doc.get("primary_gateways") if isinstance(doc, dict) else None
+    if not isinstance(gateways, list):
+        raise ConsulOutputError("serverConfigJSON: no primary_gateways list")
+    return [str(g) for g in gateways]

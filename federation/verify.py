@@ -1,0 +1,420 @@
+"""Check that the federation holds, per datacenter, as a table (or JSON with --json).
+
+Through the Kubernetes API of each stack's cluster (kubeconfig and context from the stack's
+configuration, resolved as the program does): the server StatefulSet and the mesh gateway
+Deployment are ready; the gateway Service has an address other datacenters can dial;
+ProxyDefaults ``global`` is Synced; each secondary's federation secret equals the primary's
+(compared by SHA-256 of the data maps: no value is printed); the ``primary_gateways`` the
+primary's federation secret advertises are the primary gateway's current address (stale after a
+gateway change: consul-k8s#417).
+
+Through Consul (its HTTP API, reached by the API server's service proxy to ``<globalName>-server``
+port 8501, with the primary's bootstrap ACL token): WAN members alive from every datacenter, every
+datacenter in the catalog, ACL replication running in the secondaries.
+
+A row is "passed", "failed" or "not checked" (with the reason: never "passed" for what could not
+be looked at). Exit 0 only when every checked row passed and no Kubernetes row is "not checked";
+Consul rows may be "not checked" only with --kubernetes-only (which skips them: for clusters where
+no Consul runs, such as the integration tests' control planes). Exit 1 otherwise, 2 when the
+stack files are refused (see ``up``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+from kubernetes import client, config as kube_config
+from kubernetes.client.exceptions import ApiException
+from pulumi import automation as auto
+from urllib3.exceptions import HTTPError as TransportError
+
+from components.config import OBJECT_KEYS, ConfigError, DatacenterConfig, parse_config
+from components.constants import CONFIG_NAMESPACE
+from components.helm_values import GATEWAY_SERVICE_PORT
+from components.kube_cluster import resolve_kubeconfig
+
+from . import consul_status, operate
+
+PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
+KUBERNETES, CONSUL = "kubernetes", "consul"
+_TIMEOUT = 10
+# What a request that never got an HTTP answer raises (timeouts, refused connections).
+_NETWORK_ERRORS = (OSError, TransportError)
+_STALE_FIX = ("re-run up on the primary and then the secondaries: python -m federation up "
+              "(consul-k8s#417)")
+
+
+@dataclass(frozen=True)
+class Row:
+    datacenter: str
+    stack: str
+    check: str
+    source: str
+    status: str
+    detail: str
+
+
+def exit_code(rows: list[Row], kubernetes_only: bool) -> int:
+    """0 only if every checked row passed and nothing but (skipped) Consul rows went unchecked."""
+    if not rows:
+        return operate.EXIT_FAILED
+    for row in rows:
+        if row.status == FAILED:
+            return operate.EXIT_FAILED
+        if row.status == NOT_CHECKED and not (kubernetes_only and row.source == CONSUL):
+            return operate.EXIT_FAILED
+    return operate.EXIT_OK
+
+
+def data_digest(data: Optional[dict[str, str]]) -> str:
+    """SHA-256 of a Secret's data map (base64 values as the API returns them), key order aside."""
+    return hashlib.sha256(json.dumps(data or {}, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def advertised_gateways(data: Optional[dict[str, str]]) -> list[str]:
+    """``primary_gateways`` in a federation secret's ``serverConfigJSON``."""
+    try:
+        raw = base64.b64decode((data or {}).get("serverConfigJSON", ""), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise consul_status.ConsulOutputError(f"serverConfigJSON is not base64 text ({exc})") from exc
+    return consul_status.primary_gateways(raw)
+
+
+def gateway_addresses(cfg: DatacenterConfig, service: Any, host_ips: list[str]) -> tuple[Optional[list[str]], str]:
+    """The addresses other datacenters dial for this gateway, as the chart advertises them
+    (wanAddress.source Static, or Service: load balancer ingress, node IP with the node port,
+    cluster IP), or (None, why they are unknown)."""
+    gateway = cfg.mesh_gateway
+    if gateway.wan_address:
+        port = gateway.node_port if gateway.service_type == "NodePort" else GATEWAY_SERVICE_PORT
+        return [f"{gateway.wan_address}:{port}"], ""
+    spec = service.spec
+    port = spec.ports[0]
+    if spec.type == "LoadBalancer":
+        ingress = (service.status.load_balancer.ingress if service.status and service.status.load_balancer
+                   else None) or []
+        hosts = [i.ip or i.hostname for i in ingress if i.ip or i.hostname]
+        if not hosts:
+            return None, "the LoadBalancer has no ingress address (Pending): nothing to advertise"
+        return [f"{h}:{port.port}" for h in hosts], ""
+    if spec.type == "NodePort":
+        if not host_ips:
+            return None, (f"NodePort {port.node_port}, but no node address is known (no gateway pod "
+                          "reports a host IP) and no meshGateway.wanAddress is set")
+        return [f"{ip}:{port.node_port}" for ip in sorted(set(host_ips))], ""
+    return [f"{spec.cluster_ip}:{port.port}"], ""
+
+
+def load_config(runner: operate.Runner, name: str) -> DatacenterConfig:
+    """The stack's settings as the program reads them (secrets decrypted by the engine's config)."""
+    stack = runner.stack(name, create=False)
+    prefix = f"{CONFIG_NAMESPACE}:"
+    raw: dict[str, Any] = {}
+    secret: set[str] = set()
+    for key, value in stack.get_all_config().items():
+        if not key.startswith(prefix):
+            continue
+        setting = key[len(prefix):]
+        raw[setting] = json.loads(value.value) if setting in OBJECT_KEYS else value.value
+        if value.secret:
+            secret.add(setting)
+    return parse_config(raw, frozenset(secret))
+
+
+class Datacenter:
+    """One stack's cluster, read through its own kubeconfig context."""
+
+    def __init__(self, stack: str, cfg: DatacenterConfig):
+        self.stack = stack
+        self.cfg = cfg
+        self.api = kube_config.new_client_from_config(
+            config_file=resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context), context=cfg.kube_context)
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    @property
+    def ns(self) -> str:
+        return self.cfg.namespace
+
+    def name(self, suffix: str) -> str:
+        return f"{self.cfg.resource_prefix}-{suffix}"
+
+    def secret_data(self, name: str) -> Optional[dict[str, str]]:
+        try:
+            return self.core.read_namespaced_secret(name, self.ns, _request_timeout=_TIMEOUT).data or {}
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def row(self, check: str, status: str, detail: str, source: str = KUBERNETES) -> Row:
+        return Row(self.cfg.datacenter, self.stack, check, source, status, detail)
+
+
+def _ready(kind: str, obj: Any, ready: Optional[int]) -> tuple[str, str]:
+    want = obj.spec.replicas if obj.spec.replicas is not None else 1
+    current = (obj.status.observed_generation or 0) >= (obj.metadata.generation or 0)
+    if current and want > 0 and (ready or 0) >= want:
+        return PASSED, f"{ready}/{want} ready"
+    return FAILED, f"{ready or 0}/{want} ready{'' if current else ' (rollout not observed yet)'}"
+
+
+def workload_rows(dc: Datacenter) -> list[Row]:
+    rows = []
+    for check, kind, read, ready_field in (
+            ("server StatefulSet ready", "StatefulSet", dc.apps.read_namespaced_stateful_set, "ready_replicas"),
+            ("mesh gateway Deployment ready", "Deployment", dc.apps.read_namespaced_deployment, "available_replicas")):
+        suffix = "server" if kind == "StatefulSet" else "mesh-gateway"
+        try:
+            obj = read(dc.name(suffix), dc.ns, _request_timeout=_TIMEOUT)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            rows.append(dc.row(check, FAILED, f"{kind} {dc.ns}/{dc.name(suffix)} does not exist: run up"))
+            continue
+        status, detail = _ready(kind, obj, getattr(obj.status, ready_field))
+        rows.append(dc.row(check, status, f"{kind} {dc.ns}/{obj.metadata.name}: {detail}"))
+    return rows
+
+
+def gateway_rows(dc: Datacenter) -> tuple[list[Row], Optional[list[str]], str]:
+    """The Service's row, and the gateway's current addresses (or why unknown)."""
+    check = "gateway Service address"
+    try:
+        service = dc.core.read_namespaced_service(dc.name("mesh-gateway"), dc.ns, _request_timeout=_TIMEOUT)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return [dc.row(check, FAILED, f"Service {dc.ns}/{dc.name('mesh-gateway')} does not exist: run up")], \
+            None, "no gateway Service"
+    selector = ",".join(f"{k}={v}" for k, v in sorted((service.spec.selector or {}).items()))
+    pods = dc.core.list_namespaced_pod(dc.ns, label_selector=selector, _request_timeout=_TIMEOUT).items \
+        if selector else []
+    host_ips = [p.status.host_ip for p in pods if p.status and p.status.host_ip]
+    addresses, why = gateway_addresses(dc.cfg, service, host_ips)
+    kind = service.spec.type
+    if addresses:
+        source = "static wanAddress" if dc.cfg.mesh_gateway.wan_address else kind
+        return [dc.row(check, PASSED, f"{source}: {', '.join(addresses)}")], addresses, ""
+    if kind == "NodePort" and service.spec.ports and service.spec.ports[0].node_port:
+        return [dc.row(check, PASSED, f"NodePort {service.spec.ports[0].node_port} (node address: {why})")], None, why
+    return [dc.row(check, FAILED, why)], None, why
+
+
+def proxy_defaults_row(dc: Datacenter) -> Row:
+    check = "ProxyDefaults global Synced"
+    try:
+        obj = dc.custom.get_namespaced_custom_object("consul.hashicorp.com", "v1alpha1", dc.ns, "proxydefaults",
+                                                     "global", _request_timeout=_TIMEOUT)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return dc.row(check, FAILED, f"ProxyDefaults {dc.ns}/global does not exist: run up")
+    synced = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Synced"]
+    if not synced:
+        return dc.row(check, NOT_CHECKED, "no status: nothing has reported whether Consul accepted it "
+                                          "(the controller sets status.conditions Synced)")
+    if synced[0].get("status") == "True":
+        return dc.row(check, PASSED, "Synced True")
+    reason = ": ".join(str(x) for x in (synced[0].get("reason"), synced[0].get("message")) if x)
+    return dc.row(check, FAILED, f"Synced {synced[0].get('status')}{': ' + reason if reason else ''}")
+
+
+def primary_gateways_row(dc: Datacenter, current: Optional[list[str]], why: str) -> Row:
+    check = "primary_gateways current"
+    data = dc.secret_data(dc.cfg.federation_secret_name)
+    if data is None:
+        return dc.row(check, FAILED, f"no federation secret {dc.ns}/{dc.cfg.federation_secret_name}: run up")
+    try:
+        advertised = advertised_gateways(data)
+    except consul_status.ConsulOutputError as exc:
+        return dc.row(check, FAILED, f"{dc.cfg.federation_secret_name}: {exc}")
+    if current is None:
+        return dc.row(check, NOT_CHECKED, f"advertised {', '.join(advertised)}; the gateway's address is unknown: {why}")
+    if sorted(advertised) == sorted(current):
+        return dc.row(check, PASSED, f"advertised {', '.join(advertised)} = the gateway's address")
+    return dc.row(check, FAILED, f"stale: the federation secret advertises {', '.join(advertised) or 'nothing'}, "
+                                 f"the gateway is now at {', '.join(current)}; {_STALE_FIX}")
+
+
+def secret_copy_row(dc: Datacenter, primary: Datacenter, primary_data: Optional[dict[str, str]]) -> Row:
+    check = "federation secret = primary's"
+    name = dc.cfg.federation_secret_name
+    data = dc.secret_data(name)
+    if data is None:
+        return dc.row(check, FAILED, f"no federation secret {dc.ns}/{name}: run up on {dc.stack} (after the primary)")
+    if primary_data is None:
+        return dc.row(check, FAILED, f"the primary {primary.stack} has no federation secret to compare with: "
+                                     f"run up on {primary.stack} first")
+    mine, theirs = data_digest(data), data_digest(primary_data)
+    if mine == theirs:
+        return dc.row(check, PASSED, f"sha256 {mine[:12]} = {primary.stack}'s")
+    return dc.row(check, FAILED, f"differs from {primary.stack}'s (sha256 {mine[:12]} vs {theirs[:12]}): an older "
+                                 f"copy; {_STALE_FIX}")
+
+
+def kubernetes_rows(dc: Datacenter, primary: Datacenter) -> list[Row]:
+    rows = workload_rows(dc)
+    service_rows, addresses, why = gateway_rows(dc)
+    rows += service_rows
+    rows.append(proxy_defaults_row(dc))
+    if dc is primary:
+        rows.append(primary_gateways_row(dc, addresses, why))
+    else:
+        rows.append(secret_copy_row(dc, primary, primary.secret_data(primary.cfg.federation_secret_name)))
+    return rows
+
+
+def consul_get(dc: Datacenter, path: str, query: list[tuple[str, str]], token: Optional[str]) -> bytes:
+    """GET Consul's HTTP API on the server Service through the API server's service proxy."""
+    headers = {"Accept": "application/json", **({"X-Consul-Token": token} if token else {})}
+    response = dc.api.call_api(
+        f"/api/v1/namespaces/{dc.ns}/services/https:{dc.name('server')}:8501/proxy{path}", "GET",
+        query_params=query, header_params=headers, auth_settings=["BearerToken"],
+        _preload_content=False, _request_timeout=_TIMEOUT)
+    return response[0].data
+
+
+def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], token: Optional[str]) -> list[Row]:
+    checks: list[tuple[str, str, list[tuple[str, str]], Callable[[bytes], tuple[bool, str]]]] = [
+        ("WAN members alive", "/v1/agent/members", [("wan", "1")],
+         lambda body: consul_status.members_verdict(consul_status.parse_members(body), datacenters)),
+        ("catalog has every datacenter", "/v1/catalog/datacenters", [],
+         lambda body: consul_status.datacenters_verdict(consul_status.parse_datacenters(body), datacenters)),
+    ]
+    if dc is not primary and dc.cfg.acls:
+        checks.append(("ACL replication running", "/v1/acl/replication", [],
+                       lambda body: consul_status.replication_verdict(
+                           consul_status.parse_replication(body), primary.cfg.datacenter)))
+    rows = []
+    for check, path, query, verdict in checks:
+        try:
+            ok, detail = verdict(consul_get(dc, path, query, token))
+        except ApiException as exc:
+            rows.append(dc.row(check, NOT_CHECKED, f"Consul not reachable through the API server's service proxy "
+                                                   f"({exc.status} {exc.reason})", CONSUL))
+            continue
+        except consul_status.ConsulOutputError as exc:
+            rows.append(dc.row(check, NOT_CHECKED, f"could not read Consul's answer: {exc}", CONSUL))
+            continue
+        except _NETWORK_ERRORS as exc:
+            rows.append(dc.row(check, NOT_CHECKED, f"Consul not reachable: {exc.__class__.__name__}", CONSUL))
+            continue
+        rows.append(dc.row(check, PASSED if ok else FAILED, detail, CONSUL))
+    return rows
+
+
+def bootstrap_token(primary: Datacenter) -> tuple[Optional[str], str]:
+    """The primary's bootstrap ACL token (global, so valid in every datacenter), never printed."""
+    if not primary.cfg.acls:
+        return None, ""
+    data = primary.secret_data(primary.name("bootstrap-acl-token"))
+    if not data or "token" not in data:
+        return None, f"no bootstrap ACL token in {primary.ns}/{primary.name('bootstrap-acl-token')}"
+    return base64.b64decode(data["token"]).decode(), ""
+
+
+def _unreachable(dc: Datacenter, exc: Exception) -> list[Row]:
+    reason = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else exc.__class__.__name__
+    return [dc.row("Kubernetes API", NOT_CHECKED, f"cannot read the cluster of context {dc.cfg.kube_context}: {reason}")]
+
+
+def collect(p: operate.Plan, runner: operate.Runner, kubernetes_only: bool) -> list[Row]:
+    names = [p.primary] + list(p.secondaries)
+    dcs: dict[str, Datacenter] = {}
+    rows: list[Row] = []
+    for name in names:
+        try:
+            dcs[name] = Datacenter(name, load_config(runner, name))
+        except auto.errors.StackNotFoundError:
+            rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED,
+                            f"stack {name} does not exist in the backend: run up"))
+        except (ConfigError, auto.errors.CommandError, kube_config.ConfigException, ValueError) as exc:
+            rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED, str(exc).strip()[:400]))
+    rows = [r for r in rows if r.stack in p.selected]
+    primary = dcs.get(p.primary)
+    if primary is None:
+        if p.primary not in p.selected:
+            rows.append(Row(p.primary, p.primary, "stack configuration", KUBERNETES, FAILED,
+                            f"the primary {p.primary} (needed to compare with) could not be read"))
+        return rows
+    datacenters = [dc.cfg.datacenter for dc in dcs.values()]
+    token, no_token = (None, "") if kubernetes_only else _token_or_reason(primary)
+    for name in names:
+        dc = dcs.get(name)
+        if dc is None or name not in p.selected:
+            continue
+        try:
+            rows += kubernetes_rows(dc, primary)
+        except (ApiException, *_NETWORK_ERRORS) as exc:
+            rows += _unreachable(dc, exc)
+            continue
+        if kubernetes_only:
+            rows += [dc.row(check, NOT_CHECKED, "--kubernetes-only", CONSUL) for check in _consul_checks(dc, primary)]
+        elif no_token:
+            rows += [dc.row(check, NOT_CHECKED, no_token, CONSUL) for check in _consul_checks(dc, primary)]
+        else:
+            rows += consul_rows(dc, primary, datacenters, token)
+    return rows
+
+
+def _token_or_reason(primary: Datacenter) -> tuple[Optional[str], str]:
+    try:
+        return bootstrap_token(primary)
+    except (ApiException, *_NETWORK_ERRORS) as exc:
+        return None, f"cannot read the bootstrap ACL token: {exc.__class__.__name__}"
+
+
+def _consul_checks(dc: Datacenter, primary: Datacenter) -> list[str]:
+    checks = ["WAN members alive", "catalog has every datacenter"]
+    if dc is not primary and dc.cfg.acls:
+        checks.append("ACL replication running")
+    return checks
+
+
+def table(rows: list[Row]) -> str:
+    headers = ("DATACENTER", "CHECK", "STATUS", "DETAIL")
+    cells = [(r.datacenter, r.check, r.status.upper() if r.status == FAILED else r.status, r.detail) for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:3])]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers[:3], widths)) + "  " + headers[3]]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(cell[:3], widths)) + "  " + cell[3] for cell in cells]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    operate.add_arguments(parser, parallel=False)
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--kubernetes-only", action="store_true",
+                        help="skip the Consul checks (they show as 'not checked'); for clusters with no Consul running")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        p = operate.plan(args.project_dir, args.stacks)
+    except operate.Refused as exc:
+        print("federation verify: refused, nothing was checked:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return operate.EXIT_REFUSED
+    try:
+        rows = collect(p, operate.Runner(args.project_dir), args.kubernetes_only)
+    except (FileNotFoundError, auto.errors.InvalidVersionError) as exc:
+        print(f"federation verify: cannot run the pulumi CLI (put pulumi 3.x on PATH): {exc}", file=sys.stderr)
+        return operate.EXIT_FAILED
+    code = exit_code(rows, args.kubernetes_only)
+    if args.json:
+        print(json.dumps({"ok": code == 0, "kubernetesOnly": args.kubernetes_only,
+                          "rows": [asdict(r) for r in rows]}, indent=2))
+    else:
+        print(table(rows))
+        print(f"\nverify: {'everything holds' if code == 0 else 'NOT everything holds'}"
+              f"{' (Consul not checked: --kubernetes-only)' if args.kubernetes_only else ''}")
+    return code
