@@ -151,7 +151,7 @@ def error_summary(lines: list[str], fallback: str) -> str:
                     break
                 block.append(follow.strip())
             return "\n".join(block)
-    tail = [line for line in fallback.splitlines() if line.strip()]
+    tail = [line.strip() for line in fallback.splitlines() if line.strip()]
     return "\n".join(tail[-5:]) or "no output"
 
 

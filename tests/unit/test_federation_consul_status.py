@@ -1,0 +1,99 @@
+"""Consul's HTTP API answers, parsed and judged as `federation verify` does, on the sample
+responses of Consul's API documentation (tests/fixtures/consul/README.md says where each is from)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from federation import consul_status as cs
+
+pytestmark = pytest.mark.unit
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "consul"
+
+
+def recorded(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def variant(name: str, change) -> str:
+    """The recorded document with one field changed, so the format stays the recorded one."""
+    doc = json.loads(recorded(name))
+    change(doc)
+    return json.dumps(doc)
+
+
+def test_members_parse_the_recorded_response():
+    members = cs.parse_members(recorded("agent-members.json"))
+    assert members == [cs.Member(name="foobar", address="10.1.10.12", datacenter="dc1", role="consul",
+                                 status="alive")]
+
+
+def test_members_verdict_needs_an_alive_server_in_every_datacenter():
+    members = cs.parse_members(recorded("agent-members.json"))
+    assert cs.members_verdict(members, ["dc1"]) == (True, "1 WAN member(s) alive in dc1")
+    ok, detail = cs.members_verdict(members, ["dc1", "dc2"])
+    assert not ok and detail == "no alive server of dc2"
+
+
+def test_a_failed_member_fails_the_verdict_and_is_named():
+    def fail(doc):
+        doc[0]["Status"] = 4
+    ok, detail = cs.members_verdict(cs.parse_members(variant("agent-members.json", fail)), ["dc1"])
+    assert not ok
+    assert detail == "no alive server of dc1; foobar (dc1) failed"
+
+
+def test_datacenters_parse_and_verdict():
+    found = cs.parse_datacenters(recorded("catalog-datacenters.json"))
+    assert found == ["dc1", "dc2"]
+    assert cs.datacenters_verdict(found, ["dc1", "dc2"])[0]
+    assert cs.datacenters_verdict(found, ["dc1", "dc2", "dc3"]) == (False, "catalog lacks dc3 (it has dc1, dc2)")
+
+
+def test_replication_parse_the_recorded_response():
+    status = cs.parse_replication(recorded("acl-replication.json"))
+    assert (status.enabled, status.running, status.source_datacenter, status.replication_type) == \
+        (True, True, "dc1", "tokens")
+    assert status.last_error < status.last_success
+
+
+def test_replication_verdict_on_the_recorded_response():
+    status = cs.parse_replication(recorded("acl-replication.json"))
+    assert cs.replication_verdict(status, "dc1") == (True, "tokens from dc1, last success 2018-11-03T06:28:58Z")
+    ok, detail = cs.replication_verdict(status, "east")
+    assert not ok and "not from the primary 'east'" in detail
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("Enabled", False, "ACL replication is not enabled"),
+    ("Running", False, "ACL replication is enabled but not running"),
+    ("LastError", "2018-11-03T06:29:58.123456789Z",
+     "last error (2018-11-03T06:29:58Z) is newer than the last success: failed to retrieve ACL policy "
+     "updates: RPC rate limit exceeded"),
+])
+def test_replication_verdict_failures(field, value, expected):
+    status = cs.parse_replication(variant("acl-replication.json", lambda doc: doc.update({field: value})))
+    ok, detail = cs.replication_verdict(status, "dc1")
+    assert not ok and detail.startswith(expected)
+
+
+@pytest.mark.parametrize("parse, text", [
+    (cs.parse_members, "<html>503 Service Unavailable</html>"),
+    (cs.parse_members, '{"Name": "foobar"}'),
+    (cs.parse_members, '[{"Name": "foobar", "Status": "alive"}]'),
+    (cs.parse_datacenters, '{"dc1": true}'),
+    (cs.parse_replication, '["dc1"]'),
+    (cs.parse_replication, '{"Enabled": true, "Running": true, "LastSuccess": "yesterday"}'),
+])
+def test_other_formats_are_refused_not_judged(parse, text):
+    with pytest.raises(cs.ConsulOutputError):
+        parse(text)
+
+
+def test_primary_gateways_of_server_config_json():
+    assert cs.primary_gateways('{"primary_datacenter":"dc1","primary_gateways":["127.0.1.1:443"]}') == \
+        ["127.0.1.1:443"]
+    with pytest.raises(cs.ConsulOutputError):
+        cs.primary_gateways('{"primary_datacenter":"dc1"}')

@@ -1,0 +1,197 @@
+"""`python -m federation up | preview | destroy`: input refused before anything runs, the stage
+order, stopping at the first failed stage, destroy's refusal, refresh before up when an earlier
+run was interrupted. No engine runs here (the Automation API is replaced where it would start one)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+
+from federation import __main__ as cli
+from federation import operate
+
+pytestmark = pytest.mark.unit
+
+PRIMARY_REF = "organization/consul-federation/dc1"
+
+
+def project(tmp_path: Path, stacks: dict[str, dict]) -> Path:
+    (tmp_path / "Pulumi.yaml").write_text(yaml.safe_dump({"name": "consul-federation", "runtime": "python"}))
+    for name, settings in stacks.items():
+        (tmp_path / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(
+            {"config": {f"consul-federation:{k}": v for k, v in settings.items()}}))
+    return tmp_path
+
+
+def primary(dc: str = "dc1") -> dict:
+    return {"role": "primary", "datacenter": dc, "kubeContext": dc}
+
+
+def secondary(dc: str, ref: str = PRIMARY_REF) -> dict:
+    return {"role": "secondary", "datacenter": dc, "kubeContext": dc, "primaryStack": ref}
+
+
+@pytest.fixture
+def no_engine(monkeypatch):
+    """Fails the test if anything would start the pulumi CLI."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the pulumi CLI was started")
+    monkeypatch.setattr(operate.auto, "PulumiCommand", refuse)
+
+
+def test_plan_of_a_federation(tmp_path):
+    p = operate.plan(str(project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2"), "dc3": secondary("dc3")})))
+    assert (p.primary, p.secondaries, p.run_primary, p.run_secondaries) == ("dc1", ("dc2", "dc3"), True, ["dc2", "dc3"])
+    narrowed = operate.plan(str(tmp_path), ["dc3"])
+    assert (narrowed.run_primary, narrowed.run_secondaries) == (False, ["dc3"])
+
+
+@pytest.mark.parametrize("stacks, only, expected", [
+    ({"dc1": primary(), "dc2": secondary("dc2")}, ["dc2", "dc9"],
+     ["--stacks names dc9, which has no stack file; the stacks of this project are dc1, dc2"]),
+    ({"dc1": secondary("dc1"), "dc2": secondary("dc2")}, None,
+     ["no primary: set consul-federation:role: primary in the stack file of the datacenter that creates "
+      "the federation secret (one of dc1, dc2)",]),
+    ({"dc1": primary(), "dc2": primary("dc2")}, None,
+     ["2 primaries (dc1, dc2): a federation has one; keep role: primary in one of them and make the "
+      "others role: secondary with primaryStack: organization/consul-federation/<the primary>"]),
+    ({"dc1": primary(), "dc2": secondary("dc2", "organization/consul-federation/east")}, None,
+     ["Pulumi.dc2.yaml: consul-federation:primaryStack is 'organization/consul-federation/east', but the "
+      "primary of this project is stack 'dc1'; set it to organization/consul-federation/dc1"]),
+    ({"dc1": primary(), "dc2": secondary("dc2", "organization/other-project/dc1")}, None,
+     ["Pulumi.dc2.yaml: consul-federation:primaryStack is 'organization/other-project/dc1', but the "
+      "primary of this project is stack 'dc1'; set it to organization/consul-federation/dc1"]),
+    ({"dc1": primary(), "dc2": {**secondary("dc2"), "role": "replica"}}, None,
+     ["Pulumi.dc2.yaml: consul-federation:role is 'replica'; set it to primary (one stack) or secondary"]),
+])
+def test_bad_input_is_refused_with_what_to_change(tmp_path, stacks, only, expected):
+    with pytest.raises(operate.Refused) as refused:
+        operate.plan(str(project(tmp_path, stacks)), only)
+    assert refused.value.problems == expected
+
+
+def test_every_problem_is_listed_at_once(tmp_path):
+    stacks = {"dc1": primary(), "dc2": primary("dc2"), "dc3": secondary("dc3", "organization/consul-federation/dc9")}
+    with pytest.raises(operate.Refused) as refused:
+        operate.plan(str(project(tmp_path, stacks)), ["dc4"])
+    assert [p.split(" ")[0] for p in refused.value.problems] == ["--stacks", "2"]
+
+
+@pytest.mark.parametrize("command", ["up", "preview", "destroy", "verify"])
+def test_refused_commands_exit_2_before_the_engine_starts(tmp_path, capsys, no_engine, command):
+    directory = project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2", "organization/consul-federation/dc3")})
+    assert cli.main([command, "--project-dir", str(directory)]) == 2
+    err = capsys.readouterr().err
+    assert "refused, nothing was" in err
+    assert "set it to organization/consul-federation/dc1" in err
+
+
+def test_a_project_without_stack_files_is_refused(tmp_path, capsys, no_engine):
+    assert cli.main(["up", "--project-dir", str(project(tmp_path, {}))]) == 2
+    assert "no Pulumi.<stack>.yaml in" in capsys.readouterr().err
+
+
+class Recorder(operate.Runner):
+    """Records the order stacks run in; `failing` stacks fail with an engine-like error."""
+
+    def __init__(self, failing=()):
+        super().__init__(".", out=io.StringIO())
+        self.failing = set(failing)
+        self.ran: list[str] = []
+
+    def run(self, name, operation, create=False):
+        self.ran.append(name)
+        if name in self.failing:
+            return operate.Outcome(name, False, error="error: update failed\n  Release dc-x timed out")
+        return operate.Outcome(name, True, changes={"create": 3, "same": 1})
+
+
+def federation_plan(selected=("dc1", "dc2", "dc3")) -> operate.Plan:
+    return operate.Plan("consul-federation", "dc1", ("dc2", "dc3"), frozenset(selected))
+
+
+def test_up_runs_the_primary_then_the_secondaries_and_summarises_changes():
+    runner = Recorder()
+    assert operate.run_up(federation_plan(), runner, parallel=1) == 0
+    assert runner.ran == ["dc1", "dc2", "dc3"]
+    summary = runner.out.getvalue()
+    assert [line.split()[:4] for line in summary.splitlines()[2:]] == [
+        ["dc1", "ok", "create", "3,"], ["dc2", "ok", "create", "3,"], ["dc3", "ok", "create", "3,"]]
+
+
+def test_up_stops_at_the_failed_primary_and_names_it():
+    runner = Recorder(failing={"dc1"})
+    assert operate.run_up(federation_plan(), runner, parallel=4) == 1
+    assert runner.ran == ["dc1"]
+    out = runner.out.getvalue()
+    assert "stopped: up of the primary failed in stack dc1:\n  error: update failed" in out
+    assert "dc2      not run (an earlier stage failed)" in out and "dc3      not run" in out
+
+
+def test_destroy_runs_the_secondaries_first_and_keeps_the_primary_when_one_fails():
+    runner = Recorder()
+    assert operate.run_destroy(federation_plan(), runner, parallel=4) == 0
+    assert sorted(runner.ran[:2]) == ["dc2", "dc3"] and runner.ran[2] == "dc1"
+    failing = Recorder(failing={"dc3"})
+    assert operate.run_destroy(federation_plan(), failing, parallel=4) == 1
+    assert "dc1" not in failing.ran
+    assert "stopped: destroy of the secondaries failed in stack dc3" in failing.out.getvalue()
+
+
+def test_destroying_the_primary_alone_is_refused_while_a_secondary_has_resources():
+    alone = federation_plan(selected=("dc1",))
+    assert operate.destroy_refusal(alone, {"dc1": 40, "dc2": 35, "dc3": 0}) == (
+        "refusing to destroy the primary dc1: secondary stack(s) dc2 (35 resources) still have resources and "
+        "were left out by --stacks; destroy them first (or include them)")
+    assert operate.destroy_refusal(alone, {"dc1": 40, "dc2": 0}) is None
+    assert operate.destroy_refusal(federation_plan(), {"dc1": 40, "dc2": 35, "dc3": 35}) is None
+    assert operate.destroy_refusal(federation_plan(selected=("dc2",)), {"dc1": 40, "dc2": 35}) is None
+
+
+ENGINE_OUTPUT = """\
+Updating (dc2):
+ +  kubernetes:helm.sh/v3:Release dc2-consul creating (0s)
+ +  kubernetes:helm.sh/v3:Release dc2-consul creating failed error: timed out waiting for the condition
+Diagnostics:
+  kubernetes:helm.sh/v3:Release (dc2-consul):
+    error: Helm gave up waiting for StatefulSet consul/consul-server: 0/1 ready
+    its pods reference key serverConfig missing in secret consul-federation
+
+  pulumi:pulumi:Stack (consul-federation-dc2):
+    error: update failed
+"""
+
+
+def test_the_error_named_is_the_engine_diagnostic():
+    lines = ENGINE_OUTPUT.splitlines()
+    assert operate.error_summary(lines, "ignored") == (
+        "error: Helm gave up waiting for StatefulSet consul/consul-server: 0/1 ready\n"
+        "its pods reference key serverConfig missing in secret consul-federation")
+    assert operate.error_summary(["Updating (dc2):"], "\n code: 255\n stdout: \n stderr: no stack named dc2\n") == \
+        "code: 255\nstdout:\nstderr: no stack named dc2"
+
+
+class FakeStack:
+    def __init__(self, pending):
+        self.deployment = {"resources": [], "pending_operations": pending}
+        self.refreshed = 0
+
+    def export_stack(self):
+        return operate.auto.Deployment(version=3, deployment=self.deployment)
+
+    def refresh(self, **kwargs):
+        self.refreshed += 1
+
+
+def test_a_stack_with_pending_operations_is_refreshed_before_up_and_says_so():
+    said: list[str] = []
+    stack = FakeStack([{"type": "creating", "resource": {
+        "urn": "urn:pulumi:dc2::consul-federation::kubernetes:helm.sh/v3:Release::dc2-consul"}}])
+    assert operate.refresh_if_pending(stack, said.append) == "refreshed first (1 pending operation(s))"
+    assert stack.refreshed == 1
+    assert said == ["1 pending operation(s) from an interrupted run (dc2-consul): refreshing the stack before up"]
+    clean = FakeStack([])
+    assert operate.refresh_if_pending(clean, said.append) == "" and clean.refreshed == 0

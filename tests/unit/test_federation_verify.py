@@ -1,0 +1,147 @@
+"""`python -m federation verify`: the rows' verdicts from Kubernetes objects as the API returns
+them (kubernetes client models; the integration tier reads real ones), and the exit code rule."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from components.config import parse_config
+from federation import verify as v
+
+pytestmark = pytest.mark.unit
+
+
+def cfg(role="primary", **gateway):
+    raw = {"role": role, "datacenter": "dc1" if role == "primary" else "dc2", "kubeContext": "ctx"}
+    if role == "secondary":
+        raw["primaryStack"] = "organization/consul-federation/dc1"
+    if gateway:
+        raw["meshGateway"] = gateway
+    return parse_config(raw)
+
+
+def service(kind, ingress=None, node_port=None):
+    return client.V1Service(
+        spec=client.V1ServiceSpec(type=kind, cluster_ip="10.96.0.10", selector={"component": "mesh-gateway"},
+                                  ports=[client.V1ServicePort(port=443, node_port=node_port)]),
+        status=client.V1ServiceStatus(load_balancer=client.V1LoadBalancerStatus(ingress=ingress)))
+
+
+def federation_secret(gateways, **extra):
+    config = json.dumps({"primary_datacenter": "dc1", "primary_gateways": gateways})
+    return {"caCert": "Y2E=", "serverConfigJSON": base64.b64encode(config.encode()).decode(), **extra}
+
+
+def row(status, source=v.KUBERNETES):
+    return v.Row("dc1", "dc1", "check", source, status, "")
+
+
+def test_exit_code_rule():
+    assert v.exit_code([row(v.PASSED), row(v.NOT_CHECKED, v.CONSUL)], kubernetes_only=True) == 0
+    assert v.exit_code([row(v.PASSED), row(v.NOT_CHECKED, v.CONSUL)], kubernetes_only=False) == 1
+    assert v.exit_code([row(v.PASSED), row(v.NOT_CHECKED)], kubernetes_only=True) == 1
+    assert v.exit_code([row(v.PASSED), row(v.FAILED, v.CONSUL)], kubernetes_only=True) == 1
+    assert v.exit_code([], kubernetes_only=True) == 1
+
+
+@pytest.mark.parametrize("config, svc, host_ips, expected", [
+    (cfg(), service("LoadBalancer", [client.V1LoadBalancerIngress(ip="203.0.113.7")]), [], ["203.0.113.7:443"]),
+    (cfg(), service("LoadBalancer", [client.V1LoadBalancerIngress(hostname="gw.example.com")]), [],
+     ["gw.example.com:443"]),
+    (cfg(serviceType="NodePort", nodePort=30001), service("NodePort", node_port=30001), ["10.0.0.5", "10.0.0.5"],
+     ["10.0.0.5:30001"]),
+    (cfg(serviceType="NodePort", nodePort=30001, wanAddress="gw.dc1.test"), service("NodePort", node_port=30001),
+     [], ["gw.dc1.test:30001"]),
+    (cfg(serviceType="ClusterIP", wanAddress="gw.dc1.test"), service("ClusterIP"), [], ["gw.dc1.test:443"]),
+    (cfg(serviceType="ClusterIP"), service("ClusterIP"), [], ["10.96.0.10:443"]),
+])
+def test_gateway_addresses_as_the_chart_advertises_them(config, svc, host_ips, expected):
+    assert v.gateway_addresses(config, svc, host_ips) == (expected, "")
+
+
+def test_gateway_addresses_unknown_say_why():
+    addresses, why = v.gateway_addresses(cfg(), service("LoadBalancer"), [])
+    assert addresses is None and "no ingress address (Pending)" in why
+    addresses, why = v.gateway_addresses(cfg(serviceType="NodePort", nodePort=30001),
+                                         service("NodePort", node_port=30001), [])
+    assert addresses is None and why.startswith("NodePort 30001, but no node address is known")
+
+
+def test_digest_ignores_key_order_and_sees_any_change():
+    a = federation_secret(["127.0.1.1:443"], caKey="a2V5")
+    assert v.data_digest(a) == v.data_digest(dict(reversed(list(a.items()))))
+    assert v.data_digest(a) != v.data_digest({**a, "caKey": "b3RoZXI="})
+
+
+class FakeDatacenter(v.Datacenter):
+    """A Datacenter whose API answers are given, not fetched."""
+
+    def __init__(self, config, secrets=None, proxy_defaults=None, stack=None):
+        self.stack = stack or config.datacenter
+        self.cfg = config
+        self.secrets = secrets or {}
+        self.custom = self
+        self.proxy_defaults = proxy_defaults
+
+    def secret_data(self, name):
+        return self.secrets.get(name)
+
+    def get_namespaced_custom_object(self, *args, **kwargs):
+        if self.proxy_defaults is None:
+            raise ApiException(status=404, reason="Not Found")
+        return self.proxy_defaults
+
+
+@pytest.mark.parametrize("status, expected", [
+    (None, (v.NOT_CHECKED, "no status: nothing has reported whether Consul accepted it "
+                           "(the controller sets status.conditions Synced)")),
+    ({"conditions": [{"type": "Synced", "status": "True"}]}, (v.PASSED, "Synced True")),
+    ({"conditions": [{"type": "Synced", "status": "False", "reason": "ConsulAgentError",
+                      "message": "writing config entry"}]},
+     (v.FAILED, "Synced False: ConsulAgentError: writing config entry")),
+])
+def test_proxy_defaults_synced(status, expected):
+    obj = {"spec": {"meshGateway": {"mode": "local"}}, **({"status": status} if status else {})}
+    got = v.proxy_defaults_row(FakeDatacenter(cfg(), proxy_defaults=obj))
+    assert (got.status, got.detail) == expected
+    missing = v.proxy_defaults_row(FakeDatacenter(cfg()))
+    assert (missing.status, missing.detail) == (v.FAILED, "ProxyDefaults consul/global does not exist: run up")
+
+
+def test_primary_gateways_current_stale_and_unknown():
+    dc = FakeDatacenter(cfg(), secrets={"consul-federation": federation_secret(["127.0.1.1:443"])})
+    assert v.primary_gateways_row(dc, ["127.0.1.1:443"], "").status == v.PASSED
+    stale = v.primary_gateways_row(dc, ["dc1-gateway.test:30001"], "")
+    assert stale.status == v.FAILED
+    assert stale.detail == (
+        "stale: the federation secret advertises 127.0.1.1:443, the gateway is now at dc1-gateway.test:30001; "
+        "re-run up on the primary and then the secondaries: python -m federation up (consul-k8s#417)")
+    unknown = v.primary_gateways_row(dc, None, "no node address")
+    assert (unknown.status, unknown.detail) == (
+        v.NOT_CHECKED, "advertised 127.0.1.1:443; the gateway's address is unknown: no node address")
+
+
+def test_secondary_copy_is_compared_by_digest_and_no_value_is_printed():
+    primary_data = federation_secret(["127.0.1.1:443"], caKey="c2VjcmV0LWtleQ==")
+    primary = FakeDatacenter(cfg(), {"consul-federation": primary_data})
+    same = FakeDatacenter(cfg("secondary"), {"consul-federation": dict(primary_data)})
+    assert v.secret_copy_row(same, primary, primary_data).status == v.PASSED
+    older = FakeDatacenter(cfg("secondary"), {"consul-federation": federation_secret(["10.0.0.1:443"], caKey="c2VjcmV0LWtleQ==")})
+    got = v.secret_copy_row(older, primary, primary_data)
+    assert got.status == v.FAILED and "re-run up on the primary and then the secondaries" in got.detail
+    assert "c2VjcmV0LWtleQ" not in got.detail and "secret-key" not in got.detail
+    missing = v.secret_copy_row(FakeDatacenter(cfg("secondary")), primary, primary_data)
+    assert missing.detail == "no federation secret consul/consul-federation: run up on dc2 (after the primary)"
+
+
+def test_table_has_a_header_and_a_line_per_row():
+    rows = [v.Row("dc1", "dc1", "server StatefulSet ready", v.KUBERNETES, v.PASSED, "1/1 ready"),
+            v.Row("dc2", "dc2", "federation secret = primary's", v.KUBERNETES, v.FAILED, "differs")]
+    lines = v.table(rows).splitlines()
+    assert lines[0].split() == ["DATACENTER", "CHECK", "STATUS", "DETAIL"]
+    assert lines[2].split()[0] == "dc2" and "FAILED" in lines[2] and lines[2].endswith("differs")
