@@ -196,7 +196,8 @@ class Runner:
 
     def run(self, name: str, operation: Callable[[auto.Stack, Callable[[str], None]], tuple[dict[str, int], str]],
             create: bool = False) -> Outcome:
-        """Run `operation(stack, on_output)` -> (change counts, note); never raises."""
+        """Run `operation(stack, on_output)` -> (change counts, note); never raises. A stack the
+        backend does not have fails, except for destroy (`create` is False and nothing exists)."""
         lines: list[str] = []
 
         def on_output(line: str) -> None:
@@ -208,6 +209,8 @@ class Runner:
             stack = self.stack(name, create)
             changes, note = operation(stack, on_output)
         except auto.errors.StackNotFoundError:
+            if operation is _destroy:
+                return Outcome(name, True, note="not in the backend: nothing to destroy")
             return Outcome(name, False, error=f"stack {name} does not exist in the backend "
                            f"({os.environ.get('PULUMI_BACKEND_URL', 'the logged-in backend')}): run up first",
                            seconds=time.monotonic() - started)

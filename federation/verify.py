@@ -134,8 +134,11 @@ class Datacenter:
     def __init__(self, stack: str, cfg: DatacenterConfig):
         self.stack = stack
         self.cfg = cfg
-        self.api = kube_config.new_client_from_config(
-            config_file=resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context), context=cfg.kube_context)
+        path = resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context)
+        try:
+            self.api = kube_config.new_client_from_config(config_file=path, context=cfg.kube_context)
+        except kube_config.ConfigException as exc:
+            raise kube_config.ConfigException(f"kubeconfig {path}, context {cfg.kube_context}: {exc}") from exc
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
