@@ -216,6 +216,8 @@ class Runner:
                            seconds=time.monotonic() - started)
         except auto.errors.CommandError as exc:
             return Outcome(name, False, error=error_summary(lines, str(exc)), seconds=time.monotonic() - started)
+        except InterruptedCreates as exc:
+            return Outcome(name, False, error=str(exc), seconds=time.monotonic() - started)
         return Outcome(name, True, changes=changes, note=note, seconds=time.monotonic() - started)
 
     def stage(self, names: list[str], operation, parallel: int, create: bool = False) -> list[Outcome]:
@@ -225,17 +227,36 @@ class Runner:
             return list(pool.map(lambda n: self.run(n, operation, create), names))
 
 
+class InterruptedCreates(Exception):
+    """Creates an interrupted run left, which a non-interactive refresh skips: the object may
+    exist in the cluster without the state knowing it, and only the user can tell."""
+
+
+def _pending(stack: auto.Stack) -> list[dict]:
+    return list((stack.export_stack().deployment or {}).get("pending_operations") or [])
+
+
+def _name(op: dict) -> str:
+    return op.get("resource", {}).get("urn", "?").rsplit("::", 1)[-1]
+
+
 def refresh_if_pending(stack: auto.Stack, on_output: Callable[[str], None]) -> str:
     """An interrupted run leaves pending operations in the state; refresh reconciles them with
     the cluster before up, instead of up failing on (or recreating) half-made resources."""
-    deployment = stack.export_stack().deployment or {}
-    pending = deployment.get("pending_operations") or []
+    pending = _pending(stack)
     if not pending:
         return ""
-    urns = [op.get("resource", {}).get("urn", "?").rsplit("::", 1)[-1] for op in pending]
-    on_output(f"{len(pending)} pending operation(s) from an interrupted run ({', '.join(urns)}): "
+    on_output(f"{len(pending)} pending operation(s) from an interrupted run ({', '.join(map(_name, pending))}): "
               "refreshing the stack before up")
     stack.refresh(on_output=on_output, on_error=on_output, color="never")
+    creates = [op for op in _pending(stack) if op.get("type") == "creating"]
+    if creates:
+        urns = " ".join(op.get("resource", {}).get("urn", "?") for op in creates)
+        raise InterruptedCreates(
+            f"{len(creates)} interrupted create(s) remain after refresh ({', '.join(map(_name, creates))}): "
+            f"the object may exist in the cluster without the state knowing. If it exists: pulumi refresh "
+            f"-s {stack.name} --import-pending-creates '<urn> <id>' ({urns}); if not: pulumi refresh -s "
+            f"{stack.name} --clear-pending-creates. Then run up again")
     return f"refreshed first ({len(pending)} pending operation(s))"
 
 

@@ -175,23 +175,43 @@ def test_the_error_named_is_the_engine_diagnostic():
 
 
 class FakeStack:
+    """export_stack and refresh of a stack whose state has `pending` operations; refresh clears
+    all but interrupted creates, as a non-interactive `pulumi refresh` does."""
+
+    name = "dc2"
+
     def __init__(self, pending):
-        self.deployment = {"resources": [], "pending_operations": pending}
+        self.pending = pending
         self.refreshed = 0
 
     def export_stack(self):
-        return operate.auto.Deployment(version=3, deployment=self.deployment)
+        return operate.auto.Deployment(version=3, deployment={"resources": [], "pending_operations": self.pending})
 
     def refresh(self, **kwargs):
         self.refreshed += 1
+        self.pending = [op for op in self.pending if op["type"] == "creating"]
+
+
+def pending(op_type, name):
+    return {"type": op_type, "resource": {
+        "urn": f"urn:pulumi:dc2::consul-federation::kubernetes:helm.sh/v3:Release::{name}"}}
 
 
 def test_a_stack_with_pending_operations_is_refreshed_before_up_and_says_so():
     said: list[str] = []
-    stack = FakeStack([{"type": "creating", "resource": {
-        "urn": "urn:pulumi:dc2::consul-federation::kubernetes:helm.sh/v3:Release::dc2-consul"}}])
+    stack = FakeStack([pending("updating", "dc2-consul")])
     assert operate.refresh_if_pending(stack, said.append) == "refreshed first (1 pending operation(s))"
     assert stack.refreshed == 1
     assert said == ["1 pending operation(s) from an interrupted run (dc2-consul): refreshing the stack before up"]
     clean = FakeStack([])
     assert operate.refresh_if_pending(clean, said.append) == "" and clean.refreshed == 0
+
+
+def test_an_interrupted_create_that_refresh_leaves_stops_up_with_the_choices():
+    stack = FakeStack([pending("creating", "dc2-consul"), pending("updating", "dc2-namespace")])
+    with pytest.raises(operate.InterruptedCreates) as stopped:
+        operate.refresh_if_pending(stack, lambda line: None)
+    message = str(stopped.value)
+    assert message.startswith("1 interrupted create(s) remain after refresh (dc2-consul)")
+    assert "pulumi refresh -s dc2 --import-pending-creates '<urn> <id>'" in message
+    assert "pulumi refresh -s dc2 --clear-pending-creates" in message
