@@ -279,11 +279,14 @@ def kubernetes_rows(dc: Datacenter, primary: Datacenter) -> list[Row]:
 def consul_get(dc: Datacenter, path: str, query: list[tuple[str, str]], token: Optional[str]) -> bytes:
     """GET Consul's HTTP API on the server Service through the API server's service proxy."""
     headers = {"Accept": "application/json", **({"X-Consul-Token": token} if token else {})}
-    response = dc.api.call_api(
-        f"/api/v1/namespaces/{dc.ns}/services/https:{dc.name('server')}:8501/proxy{path}", "GET",
-        query_params=query, header_params=headers, auth_settings=["BearerToken"],
-        _preload_content=False, _request_timeout=_TIMEOUT)
-    return response[0].data
+    method, url, headers, _, _ = dc.api.param_serialize(
+        "GET", f"/api/v1/namespaces/{dc.ns}/services/https:{dc.name('server')}:8501/proxy{path}",
+        query_params=query, header_params=headers, auth_settings=["BearerToken"])
+    response = dc.api.call_api(method, url, header_params=headers, _request_timeout=_TIMEOUT)
+    response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException(http_resp=response)
+    return response.data
 
 
 def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], token: Optional[str]) -> list[Row]:

@@ -77,6 +77,19 @@ def test_verify_passes_after_up(env):
     assert done.returncode == 0, done.stdout
 
 
+def test_consul_rows_are_not_checked_when_no_consul_answers(env):
+    """No Consul runs here: the service proxy has nothing behind it. Those rows say why, never
+    "passed", and without --kubernetes-only they fail the run."""
+    done = cli(env, "verify", "--json", timeout=600)
+    rows = json.loads(done.stdout)["rows"]
+    consul = [r for r in rows if r["source"] == "consul"]
+    assert {r["datacenter"] for r in consul} == set(DATACENTERS)
+    assert all(r["status"] == "not checked" for r in consul), consul
+    assert all(r["detail"].startswith(("Consul not reachable", "could not read Consul's answer")) for r in consul), consul
+    assert sum(r["check"] == "ACL replication running" for r in consul) == 2
+    assert done.returncode == 1
+
+
 def test_destroying_only_the_primary_is_refused(env):
     done = cli(env, "destroy", "--stacks", "dc1", timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr
