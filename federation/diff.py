@@ -33,10 +33,7 @@ class Evaluated:
     """One stack on one side: what evaluate.py computed, and the chart it is rendered with."""
 
     role: str
-    datacenter: str
     chart_version: str
-    release: str
-    namespace: str
     auth_host_derived: bool
     job: render.Job
 
@@ -134,8 +131,7 @@ def _finish_evaluation(process: subprocess.Popen, side: str) -> dict[str, dict[s
 
 def _evaluated(result: dict[str, Any], charts: render.Charts) -> Evaluated:
     chart = charts.directory(result["chart_version"], result["chart_repo"], result["chart_path"])
-    return Evaluated(result["role"], result["datacenter"], result["chart_version"], result["release"],
-                     result["namespace"], result["auth_host_derived"],
+    return Evaluated(result["role"], result["chart_version"], result["auth_host_derived"],
                      render.Job.of(chart, result["release"], result["namespace"], result["values"]))
 
 

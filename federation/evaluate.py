@@ -48,7 +48,6 @@ def evaluate(request: dict[str, Any], config: Any, helm_values: Any) -> dict[str
         values = helm_values.secondary_values(cfg, request["primary_datacenter"], auth_host)
     return {
         "role": cfg.role,
-        "datacenter": cfg.datacenter,
         "chart_version": cfg.chart_version,
         "chart_repo": cfg.chart_repo,
         "chart_path": cfg.chart_path,
