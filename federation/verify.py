@@ -106,8 +106,8 @@ def gateway_addresses(cfg: DatacenterConfig, service: Any, host_ips: list[str]) 
         return [f"{h}:{port.port}" for h in hosts], ""
     if spec.type == "NodePort":
         if not host_ips:
-            return None, (f"NodePort {port.node_port}, but no node address is known (no gateway pod "
-                          "reports a host IP) and no meshGateway.wanAddress is set")
+            return None, ("no node address is known (no gateway pod reports a host IP) and no "
+                          "meshGateway.wanAddress is set")
         return [f"{ip}:{port.node_port}" for ip in sorted(set(host_ips))], ""
     return [f"{spec.cluster_ip}:{port.port}"], ""
 
@@ -208,7 +208,7 @@ def gateway_rows(dc: Datacenter) -> tuple[list[Row], Optional[list[str]], str]:
         source = "static wanAddress" if dc.cfg.mesh_gateway.wan_address else kind
         return [dc.row(check, PASSED, f"{source}: {', '.join(addresses)}")], addresses, ""
     if kind == "NodePort" and service.spec.ports and service.spec.ports[0].node_port:
-        return [dc.row(check, PASSED, f"NodePort {service.spec.ports[0].node_port} (node address: {why})")], None, why
+        return [dc.row(check, PASSED, f"NodePort {service.spec.ports[0].node_port} on the nodes ({why})")], None, why
     return [dc.row(check, FAILED, why)], None, why
 
 
@@ -260,6 +260,13 @@ def secret_copy_row(dc: Datacenter, primary: Datacenter, primary_data: Optional[
     mine, theirs = data_digest(data), data_digest(primary_data)
     if mine == theirs:
         return dc.row(check, PASSED, f"sha256 {mine[:12]} = {primary.stack}'s")
+    try:
+        copied, current = advertised_gateways(data), advertised_gateways(primary_data)
+    except consul_status.ConsulOutputError:
+        copied = current = []
+    if copied != current:
+        return dc.row(check, FAILED, f"stale: its copy's primary_gateways are {', '.join(copied) or 'none'}, "
+                                     f"{primary.stack}'s are now {', '.join(current) or 'none'}; {_STALE_FIX}")
     return dc.row(check, FAILED, f"differs from {primary.stack}'s (sha256 {mine[:12]} vs {theirs[:12]}): an older "
                                  f"copy; {_STALE_FIX}")
 
@@ -289,6 +296,15 @@ def consul_get(dc: Datacenter, path: str, query: list[tuple[str, str]], token: O
     return response.data
 
 
+def _api_error(exc: ApiException) -> str:
+    """Status and reason, and the API server's own message when the body is a Status."""
+    try:
+        message = json.loads(exc.body or "").get("message", "")
+    except (ValueError, AttributeError):
+        message = ""
+    return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
+
+
 def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], token: Optional[str]) -> list[Row]:
     checks: list[tuple[str, str, list[tuple[str, str]], Callable[[bytes], tuple[bool, str]]]] = [
         ("WAN members alive", "/v1/agent/members", [("wan", "1")],
@@ -306,7 +322,7 @@ def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], tok
             ok, detail = verdict(consul_get(dc, path, query, token))
         except ApiException as exc:
             rows.append(dc.row(check, NOT_CHECKED, f"Consul not reachable through the API server's service proxy "
-                                                   f"({exc.status} {exc.reason})", CONSUL))
+                                                   f"({_api_error(exc)})", CONSUL))
             continue
         except consul_status.ConsulOutputError as exc:
             rows.append(dc.row(check, NOT_CHECKED, f"could not read Consul's answer: {exc}", CONSUL))

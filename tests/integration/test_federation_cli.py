@@ -116,6 +116,8 @@ def test_a_gateway_change_up_on_the_primary_only_is_reported_stale_then_fixed(en
     # The secondaries still hold the copy that advertises the load balancer address.
     copies = rows_of(rows, "federation secret = primary's")
     assert sorted(dc for dc, r in copies.items() if r["status"] == "failed") == ["dc2", "dc3"]
+    assert copies["dc2"]["detail"].startswith(
+        f"stale: its copy's primary_gateways are {LB_ADDRESS['dc1']}:443, dc1's are now dc1-gateway.consul.test:30001")
     table = cli(env, "verify", "--kubernetes-only", timeout=300)
     assert table.returncode == 1 and "FAILED" in table.stdout and "consul-k8s#417" in table.stdout
 

@@ -69,7 +69,7 @@ def test_gateway_addresses_unknown_say_why():
     assert addresses is None and "no ingress address (Pending)" in why
     addresses, why = v.gateway_addresses(cfg(serviceType="NodePort", nodePort=30001),
                                          service("NodePort", node_port=30001), [])
-    assert addresses is None and why.startswith("NodePort 30001, but no node address is known")
+    assert addresses is None and why.startswith("no node address is known")
 
 
 def test_digest_ignores_key_order_and_sees_any_change():
@@ -133,7 +133,12 @@ def test_secondary_copy_is_compared_by_digest_and_no_value_is_printed():
     assert v.secret_copy_row(same, primary, primary_data).status == v.PASSED
     older = FakeDatacenter(cfg("secondary"), {"consul-federation": federation_secret(["10.0.0.1:443"], caKey="c2VjcmV0LWtleQ==")})
     got = v.secret_copy_row(older, primary, primary_data)
-    assert got.status == v.FAILED and "re-run up on the primary and then the secondaries" in got.detail
+    assert (got.status, got.detail) == (v.FAILED, (
+        "stale: its copy's primary_gateways are 10.0.0.1:443, dc1's are now 127.0.1.1:443; re-run up on the "
+        "primary and then the secondaries: python -m federation up (consul-k8s#417)"))
+    rotated = FakeDatacenter(cfg("secondary"), {"consul-federation": federation_secret(["127.0.1.1:443"], caKey="b2xk")})
+    got = v.secret_copy_row(rotated, primary, primary_data)
+    assert got.status == v.FAILED and got.detail.startswith("differs from dc1's (sha256 ")
     assert "c2VjcmV0LWtleQ" not in got.detail and "secret-key" not in got.detail
     missing = v.secret_copy_row(FakeDatacenter(cfg("secondary")), primary, primary_data)
     assert missing.detail == "no federation secret consul/consul-federation: run up on dc2 (after the primary)"
