@@ -197,7 +197,7 @@ class Runner:
     def run(self, name: str, operation: Callable[[auto.Stack, Callable[[str], None]], tuple[dict[str, int], str]],
             create: bool = False) -> Outcome:
         """Run `operation(stack, on_output)` -> (change counts, note); never raises. A stack the
-        backend does not have fails, except for destroy (`create` is False and nothing exists)."""
+        backend does not have fails, except for destroy (nothing to destroy)."""
         lines: list[str] = []
 
         def on_output(line: str) -> None:
@@ -221,8 +221,7 @@ class Runner:
         return Outcome(name, True, changes=changes, note=note, seconds=time.monotonic() - started)
 
     def stage(self, names: list[str], operation, parallel: int, create: bool = False) -> list[Outcome]:
-        if len(names) == 1:
-            return [self.run(names[0], operation, create)]
+        """The stacks of one stage, at most `parallel` at once; outcomes in the order given."""
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(names)))) as pool:
             return list(pool.map(lambda n: self.run(n, operation, create), names))
 
