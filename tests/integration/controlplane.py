@@ -16,6 +16,9 @@ completes, Deployments/StatefulSets never get Pods, Endpoints stay empty, no def
 ServiceAccount or token Secrets appear, a deleted Namespace stays Terminating and objects
 deleted with foreground propagation keep their ``foregroundDeletion`` finalizer (no garbage
 collector). Service ClusterIPs and NodePorts *are* allocated (the apiserver does that itself).
+The apiserver runs with ``--endpoint-reconciler-type=none``: it creates the ``default/kubernetes``
+Service but never its Endpoints (the reconciler would write the loopback advertise address,
+which Endpoints validation rejects); the harness writes them.
 
 Authentication: the admin identity is a client certificate (CN=admin, O=system:masters)
 signed by a per-plane CA that is also the ``--client-ca-file``; the same CA signs the serving
@@ -296,6 +299,9 @@ class ControlPlane:
             f"--secure-port={self.port}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
+            # the real reconciler would publish 127.0.0.1, which Endpoints validation rejects;
+            # whoever needs default/kubernetes Endpoints writes them (harness/loadbalancer.py)
+            "--endpoint-reconciler-type=none",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             f"--service-account-issuer={self.service_account_issuer}",
             f"--service-account-key-file={self.sa_pub_file}",

@@ -216,3 +216,15 @@ def test_service_webhook_calls_go_through_egress_socket(planes):
     finally:
         proxy.close()
         adm.delete_validating_webhook_configuration(hook_name)
+
+
+def test_no_endpoint_reconciler(planes):
+    """--endpoint-reconciler-type=none: the apiserver makes the default/kubernetes Service but
+    never publishes its loopback address as Endpoints (validation would reject it); whoever
+    needs them (the harness) writes them."""
+    core = k8s.CoreV1Api(api_client(planes, "dc1"))
+    svc = core.read_namespaced_service("kubernetes", "default")
+    assert svc.spec.cluster_ip and svc.spec.ports[0].port == 443
+    with pytest.raises(ApiException) as err:
+        core.read_namespaced_endpoints("kubernetes", "default")
+    assert err.value.status == 404

@@ -1,14 +1,13 @@
-"""Integration tests of ``harness.ClusterHarness``.
+"""Integration tests of the ``harness`` package (``ClusterHarness``).
 
-``test_egress_proxy_tls_admission_standalone`` needs no binaries: it plays the apiserver's side
-of the egress socket (HTTP CONNECT over a Unix socket, then TLS with SNI and CA verification,
-then AdmissionReview) against the harness's proxy and HTTPS server.
+Without a cluster: the egress proxy + TLS + AdmissionReview path (the test plays the
+apiserver's side), command parsing, and ``test_chart_table_covers_rendered_charts``, which
+renders every pinned chart with the program's own values and fails on any Job command,
+workload or webhook the harness table does not know.
 
-The others start a real control plane (``controlplane.ControlPlane``: etcd + kube-apiserver
-from ``bash tools/ensure.sh cluster``) and the harness, then ``helm install`` the real Consul
-chart (``bash tools/ensure.sh chart``) with federation, TLS, ACLs, gossip and a NodePort mesh
-gateway, without ``--wait``, and check what the Pulumi program relies on: hooks complete, the
-federation secret, the ProxyDefaults webhook path, ``helm uninstall``.
+With two real control planes (``controlplane.ControlPlane``) and the real chart 2.0.3 installed
+by the real helm with ``--wait``: dc1 as the primary (LoadBalancer gateway), dc2 as a secondary
+from dc1's federation secret; what Helm's wait, the Pulumi program and a reviewer rely on.
 """
 
 from __future__ import annotations
@@ -21,42 +20,35 @@ import re
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
+from kubernetes.client.rest import ApiException
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness as H  # noqa: E402
-from pki import issue_cert, make_ca  # noqa: E402
+import harness as H
+from harness.jobs import Jobs, plan_job
+from harness.workloads import classify
+from pki import issue_cert, make_ca
+from stack_matrix import CASES, case
 
 pytestmark = pytest.mark.integration
 
-RELEASE, NAMESPACE, PREFIX = "consul", "consul", "consul"
+CHART = "2.0.3"
+NAMESPACE, PREFIX = "consul", "consul"
 GOSSIP_SECRET, GOSSIP_KEY = "consul-gossip-encryption-key", "key"
-NODE_PORT = 30001
-CHART_VALUES = {
-    "global.name": "consul",
-    "global.datacenter": "dc1",
-    "global.tls.enabled": "true",
-    "global.federation.enabled": "true",
-    "global.federation.createFederationSecret": "true",
-    "global.acls.manageSystemACLs": "true",
-    "global.acls.createReplicationToken": "true",
-    "global.gossipEncryption.secretName": GOSSIP_SECRET,
-    "global.gossipEncryption.secretKey": GOSSIP_KEY,
-    "meshGateway.enabled": "true",
-    "meshGateway.service.type": "NodePort",
-    "meshGateway.service.nodePort": str(NODE_PORT),
-}
+FEDERATION = f"{PREFIX}-federation"
+LB_IP = "127.0.0.2"
+ENDPOINT_IP = "192.0.2.10"
 
 logging.basicConfig(level=logging.INFO)
 
 
 # ---------------------------------------------------------------------------------------------
-# standalone: proxy + TLS + AdmissionReview, no apiserver
+# no cluster
 
 
 def _connect_via_egress(sock_path: str, target: str) -> tuple[bytes, socket.socket]:
@@ -87,14 +79,17 @@ def _post(tls: ssl.SSLSocket, path: str, body: dict) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(rest[:length])
 
 
-def _review(kind: str, name: str, op: str = "CREATE") -> dict:
+def _review(kind: str, name: str, op: str = "CREATE", mode: str = "local") -> dict:
+    obj = {"metadata": {"name": name}, "spec": {"meshGateway": {"mode": mode}}}
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": str(uuid.uuid4()), "operation": op, "name": name, "namespace": "consul",
         "kind": {"group": "consul.hashicorp.com", "version": "v1alpha1", "kind": kind},
-        "object": {"metadata": {"name": name}}}}
+        "object": obj}}
 
 
 def test_egress_proxy_tls_admission_standalone(tmp_path):
+    """The apiserver's path to a webhook, played by the test: CONNECT over the Unix socket,
+    TLS with SNI and CA verification, AdmissionReviews on one kept-alive tunnel."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({  # never contacted: only the network pieces run
         "apiVersion": "v1", "kind": "Config", "current-context": "dc1",
@@ -102,392 +97,443 @@ def test_egress_proxy_tls_admission_standalone(tmp_path):
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "dc1", "context": {"cluster": "c", "user": "u"}}]}))
     h = H.ClusterHarness(kubeconfig, "dc1", str(tmp_path / "egress.sock"))
-    h._start_admission_server()
-    h._start_egress_proxy()
-    h._started = True
+    threads = [h.webhooks.start_admission_server(), h.webhooks.start_egress_proxy()]
     try:
         ca, ca_key = make_ca("test webhook CA")
         host = "consul-connect-injector.consul.svc"
         cert, key = issue_cert(ca, ca_key, host, [host])
-        h._sni = {host: H._server_context(cert, key)}
-        h._routes = {("10.0.0.17", 443): ("consul", "consul-connect-injector")}
+        image = "hashicorp/consul-k8s-control-plane:2.0.3"
+        container = {"name": "sidecar-injector", "image": image,
+                     "command": ["consul-k8s-control-plane", "inject-connect"]}
+        dep = {"metadata": {"name": "consul-connect-injector", "namespace": "consul"},
+               "spec": {"template": {"metadata": {}, "spec": {"containers": [container]}}}}
+        server = H.Running("Deployment", dep, container, H.CHART_LINES["2.0"])
+        h.webhooks.sni = {host: (H.server_context(cert, key), server)}
+        h.webhooks.routes = {("10.0.0.17", 443): ("consul", "consul-connect-injector")}
         client_ctx = ssl.create_default_context(cadata=ca.decode())
 
         status, s = _connect_via_egress(h.egress_socket, "10.0.0.17:443")
         assert b" 200 " in status + b" "
         with client_ctx.wrap_socket(s, server_hostname=host) as tls:
-            code, out = _post(tls, "/mutate-v1alpha1-servicedefaults?timeout=10s",
-                              _review("ServiceDefaults", "web"))
-            assert code == 200 and out["response"]["allowed"] is True
-            assert out["kind"] == "AdmissionReview"
-            # a second request on the same tunnel (the apiserver keeps connections alive)
-            code, out = _post(tls, "/mutate-v1alpha1-proxydefaults",
-                              _review("ProxyDefaults", "not-global"))
-            assert out["response"]["allowed"] is False
+            _, out = _post(tls, "/mutate-v1alpha1-servicedefaults?timeout=10s",
+                           _review("ServiceDefaults", "web"))
+            assert out["response"]["allowed"] is True and out["kind"] == "AdmissionReview"
+            _, out = _post(tls, "/mutate-v1alpha1-proxydefaults",
+                           _review("ProxyDefaults", "not-global"))
             assert 'must be "global"' in out["response"]["status"]["message"]
-        recs = h.admissions()
-        assert [(r.kind, r.name, r.service, r.path) for r in recs] == [
-            ("ServiceDefaults", "web", "consul/consul-connect-injector",
-             "/mutate-v1alpha1-servicedefaults"),
-            ("ProxyDefaults", "not-global", "consul/consul-connect-injector",
-             "/mutate-v1alpha1-proxydefaults")]
+            _, out = _post(tls, "/mutate-v1alpha1-proxydefaults",
+                           _review("ProxyDefaults", "global", "UPDATE", "bogus"))
+            assert 'spec.meshGateway.mode: Invalid value: "bogus"' in \
+                out["response"]["status"]["message"]
+            _, out = _post(tls, "/mutate-v1alpha1-proxydefaults",
+                           _review("ProxyDefaults", "global", "UPDATE", "remote"))
+            assert out["response"]["allowed"] is True
+            _, out = _post(tls, "/mutate-v2-unknown", _review("Thing", "x"))
+            assert out["response"]["allowed"] is False
+        assert [(r.kind, r.operation, r.allowed, r.service) for r in h.admissions()] == [
+            ("ServiceDefaults", "CREATE", True, "consul/consul-connect-injector"),
+            ("ProxyDefaults", "CREATE", False, "consul/consul-connect-injector"),
+            ("ProxyDefaults", "UPDATE", False, "consul/consul-connect-injector"),
+            ("ProxyDefaults", "UPDATE", True, "consul/consul-connect-injector"),
+            ("Thing", "CREATE", False, "consul/consul-connect-injector")]
+        assert h.clear_errors("/mutate-v2-unknown") and h.errors() == []
 
-        # a Service nobody plays is refused, as a webhook without endpoints would be
         status, s = _connect_via_egress(h.egress_socket, "10.0.0.99:443")
         s.close()
-        assert b" 502 " in status + b" "
-        # a server name the injector's certificate does not cover fails the handshake
+        assert b" 502 " in status + b" "  # nothing ready behind it: as with no endpoints
         status, s = _connect_via_egress(h.egress_socket, "10.0.0.17:443")
-        with pytest.raises(ssl.SSLError):
+        with pytest.raises(ssl.SSLError):  # a name the injector's certificate does not cover
             client_ctx.wrap_socket(s, server_hostname="other.consul.svc")
         s.close()
     finally:
-        h.stop()
+        h.stopping.set()
+        h.webhooks.stop()
+        for t in threads:
+            t.join(5)
     assert not os.path.exists(h.egress_socket)
 
 
-def test_parse_control_plane_invocations():
-    container = {
-        "command": ["/bin/sh", "-ec", (
-            "consul-k8s-control-plane create-federation-secret \\\n"
-            "  -log-level=info \\\n"
-            "  -gossip-key-file=/consul/gossip/gossip.key \\\n"
-            "  -export-replication-token=true \\\n"
-            "  -k8s-namespace=\"${NAMESPACE}\" \\\n"
-            "  -resource-prefix=\"consul\" \\\n"
-            "  -server-ca-cert-file=/consul/tls/ca/tls.crt\n")],
-    }
+def test_command_parsing():
+    """Scripts are read as the pod runs them: exec stripped, variables expanded, Go flags."""
+    container = {"command": ["/bin/sh", "-ec", (
+        'CONSUL_FULLNAME="consul"\n'
+        "exec consul-k8s-control-plane create-federation-secret \\\n"
+        "  -export-replication-token=true \\\n"
+        '  -k8s-namespace="${NAMESPACE}" \\\n'
+        "  -resource-prefix=${CONSUL_FULLNAME}\n")]}
     [(sub, flags)] = H.parse_control_plane_invocations(container, {"NAMESPACE": "consul"})
     assert sub == "create-federation-secret"
-    assert flags["k8s-namespace"] == ["consul"] and flags["resource-prefix"] == ["consul"]
-    assert flags["export-replication-token"] == ["true"]
+    assert flags == {"export-replication-token": ["true"], "k8s-namespace": ["consul"],
+                     "resource-prefix": ["consul"]}
     exec_form = {"command": ["consul-k8s-control-plane"],
                  "args": ["delete-completed-job", "-k8s-namespace=$(NS)", "consul-server-acl-init"]}
     [(sub, flags)] = H.parse_control_plane_invocations(exec_form, {"NS": "consul"})
-    assert sub == "delete-completed-job"
     assert flags == {"k8s-namespace": ["consul"], "": ["consul-server-acl-init"]}
 
 
+def _job_spec(*command: str, image: str = "hashicorp/consul-k8s-control-plane:2.0.3") -> dict:
+    return {"containers": [{"name": "c", "image": image, "command": list(command)}]}
+
+
+def test_job_table_fails_closed():
+    """Unknown images, commands, flags and positionals are refused before anything runs."""
+    for spec, message in (
+            (_job_spec("consul-k8s-control-plane", "frobnicate"), "frobnicate"),
+            (_job_spec("consul-k8s-control-plane", "tls-init", "-name-prefix=x", "-bogus=1"),
+             "unknown flag -bogus"),
+            (_job_spec("consul-k8s-control-plane", "delete-completed-job"), "positional"),
+            (_job_spec("sh", "-c", "echo hi", image="busybox"), "busybox"),
+            (_job_spec("sh", "-c", "rm -rf /tmp/x"), "rm -rf /tmp/x")):
+        with pytest.raises(H.HarnessError, match=re.escape(message)):
+            plan_job(spec)
+    line, plan = plan_job(_job_spec("consul-k8s-control-plane", "tls-init", "-name-prefix=x"))
+    assert line.version == "2.0" and [cmd for _, cmd, _ in plan] == [
+        "consul-k8s-control-plane tls-init"]
+
+
+def test_every_job_command_has_a_side_effect():
+    """The table and the handlers are the same set: no command without its effect, no
+    effect without a command."""
+    table = set().union(*(line.jobs for line in H.CHART_LINES.values()))
+    assert table and table == set(Jobs(None).handlers)
+
+
+def test_chart_table_covers_rendered_charts():
+    """Every Job command, workload and webhook of every pinned chart, rendered with the
+    primary's and secondaries' exact values, is one the harness table knows."""
+    from real_tools import consul_charts, ensure
+    helm, charts = ensure("chart")["HELM"], consul_charts()
+    assert set(charts) == {"2.0.3", "1.9.11", "1.8.16"}, charts
+    renders = {}  # cases with equal values (e.g. mesh gateway mode only) render once
+    for version in charts:
+        for c in CASES:
+            c = c.on_chart(version)
+            renders.setdefault((version, json.dumps(c.chart_values(), sort_keys=True)), c)
+
+    def render(key):
+        version, values = key
+        return subprocess.run(
+            [helm, "template", "consul", charts[version], "--namespace",
+             renders[key].parsed().namespace, "--kube-version", "1.35.0", "-f", "-"],
+            input=values, capture_output=True, text=True)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        procs = dict(zip(renders, pool.map(render, renders)))
+    assert len({v for v, _ in renders}) == 3
+    for (version, values), proc in sorted(procs.items()):
+        c = renders[(version, values)]
+        assert proc.returncode == 0, f"{version} {c.id}: {proc.stderr}"
+        docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+        jobs = [d for d in docs if d["kind"] == "Job"]
+        workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet",
+                                                      "DaemonSet")]
+        hooks = [(d["kind"][:-len("WebhookConfiguration")], w) for d in docs
+                 if d["kind"].endswith("WebhookConfiguration") for w in d["webhooks"]]
+        assert jobs and workloads and hooks, (version, c.id)
+        where = f"chart {version}, case {c.id}"
+        for job in jobs:
+            try:
+                plan_job(job["spec"]["template"]["spec"])
+            except H.HarnessError as e:
+                pytest.fail(f"{where}: Job {job['metadata']['name']}: {e}")
+        lines = {}
+        for w in workloads:
+            try:
+                line, _ = classify(w["kind"], w["spec"]["template"]["spec"])
+            except ValueError as e:
+                pytest.fail(f"{where}: {w['kind']} {w['metadata']['name']}: {e}")
+            lines[line.version] = line
+        assert len(lines) == 1, (where, sorted(lines))
+        [line] = lines.values()
+        for kind, w in hooks:
+            svc = w["clientConfig"]["service"]
+            assert line.webhook_known(kind, w["name"], svc["path"]), \
+                f"{where}: {kind} webhook {w['name']} at {svc['path']}"
+
+
 # ---------------------------------------------------------------------------------------------
-# against a real kube-apiserver + the real chart
+# two real control planes, the real chart 2.0.3, helm --wait
 
 
 @pytest.fixture(scope="module")
 def tools() -> dict[str, str]:
-    """ETCD, KUBE_APISERVER, HELM, CONSUL_CHART_* from tools/ensure.sh (a cold build of the
-    cluster binaries takes long; a warm cache answers at once)."""
-    from real_tools import ensure
-    return {**ensure("cluster"), **ensure("chart")}
-
-
-@pytest.fixture(scope="module")
-def chart(tools) -> tuple[str, dict[str, str], tuple[int, ...]]:
-    """(chart dir, --set values, version): the newest chart tools/chart.sh provides. Charts before
-    consul-k8s 0.43 (hashicorp/consul-helm) have connectInject and the CRD controller off by
-    default; the mesh gateway needs the former and ProxyDefaults the latter. The chart version
-    is the Chart.yaml ``version`` encoded in the CONSUL_CHART_<x_y_z> key."""
-    charts = {tuple(int(x) for x in k[len("CONSUL_CHART_"):].split("_")): v
-              for k, v in tools.items() if k.startswith("CONSUL_CHART_")}
-    assert charts, f"tools/chart.sh provided no chart: {tools}"
-    version = max(charts)
-    values = dict(CHART_VALUES)
-    if version < (0, 43):
-        values.update({"connectInject.enabled": "true", "controller.enabled": "true"})
-    if version < (0, 40):
-        # the server PodDisruptionBudget of these charts is policy/v1beta1, which Kubernetes
-        # removed in 1.25: helm cannot map it on the 1.35 apiserver
-        values["server.disruptionBudget.enabled"] = "false"
-    return charts[version], values, version
+    from real_tools import consul_charts, ensure
+    return {**ensure("cluster"), **ensure("chart"), "CHART": consul_charts()[CHART]}
 
 
 @pytest.fixture(scope="module")
 def planes(tools, tmp_path_factory):
-    """Two real control planes, "dc1" and "dc2", and one kubeconfig with both contexts."""
+    """Two real control planes, dc1 and dc2, one kubeconfig, and a harness on each."""
     from controlplane import ControlPlane, write_kubeconfig
-    # pytest keeps the last few of these (logs of etcd and kube-apiserver for inspection);
-    # the path is short enough for the egress socket (at most 107 bytes)
-    workdir = tmp_path_factory.mktemp("hns")
+    workdir = tmp_path_factory.mktemp("hns")  # short: the egress socket path is limited
     with ControlPlane("dc1", workdir, tools["ETCD"], tools["KUBE_APISERVER"]) as dc1, \
             ControlPlane("dc2", workdir, tools["ETCD"], tools["KUBE_APISERVER"]) as dc2:
         kubeconfig = write_kubeconfig(workdir / "kubeconfig", [dc1, dc2])
-        yield {"dc1": dc1, "dc2": dc2}, kubeconfig
+        with H.ClusterHarness(kubeconfig, "dc1", dc1.egress_socket, lb_ip=LB_IP,
+                              apiserver_endpoint_ip=ENDPOINT_IP, job_timeout=60) as h1, \
+                H.ClusterHarness(kubeconfig, "dc2", dc2.egress_socket,
+                                 job_timeout=60) as h2:
+            yield {"kubeconfig": kubeconfig, "dc1": h1, "dc2": h2,
+                   "ports": {"dc1": dc1.port, "dc2": dc2.port}}
 
 
-@pytest.fixture(scope="module")
-def cluster(planes):
-    """The primary's plane, the kubeconfig and a running harness on context dc1."""
-    by_name, kubeconfig = planes
-    with H.ClusterHarness(kubeconfig, "dc1", by_name["dc1"].egress_socket) as harness:
-        yield by_name["dc1"], kubeconfig, harness
+def _helm(tools, planes, context: str, *args: str, values: dict | None = None
+          ) -> subprocess.CompletedProcess:
+    home = Path(planes["kubeconfig"]).parent
+    cmd = [tools["HELM"], "--kubeconfig", str(planes["kubeconfig"]), "--kube-context", context,
+           *args] + (["-f", "-"] if values is not None else [])
+    env = {**os.environ, "HELM_CACHE_HOME": str(home / "helm-cache"),
+           "HELM_CONFIG_HOME": str(home / "helm-config"), "HELM_DATA_HOME": str(home / "helm-data")}
+    return subprocess.run(cmd, input=json.dumps(values) if values is not None else None,
+                          capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.fixture(scope="module")
-def secondary_cluster(planes):
-    by_name, kubeconfig = planes
-    with H.ClusterHarness(kubeconfig, "dc2", by_name["dc2"].egress_socket) as harness:
-        yield by_name["dc2"], kubeconfig, harness
-
-
-def _helm(tools, kubeconfig, *args, context="dc1", timeout=600) -> subprocess.CompletedProcess:
-    cmd = [tools["HELM"], "--kubeconfig", str(kubeconfig), "--kube-context", context, *args]
-    env = {**os.environ, "HELM_CACHE_HOME": str(Path(kubeconfig).parent / "helm-cache"),
-           "HELM_CONFIG_HOME": str(Path(kubeconfig).parent / "helm-config"),
-           "HELM_DATA_HOME": str(Path(kubeconfig).parent / "helm-data")}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-@pytest.fixture(scope="module")
-def installed(tools, chart, cluster):
-    plane, kubeconfig, harness = cluster
-    core = harness.core()
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
-    gossip = base64.b64encode(os.urandom(32))  # what `consul keygen` prints
-    core.create_namespaced_secret(NAMESPACE, {
-        "metadata": {"name": GOSSIP_SECRET},
-        "data": {GOSSIP_KEY: base64.b64encode(gossip).decode()}})
-    chart_dir, values, _ = chart
-    sets = [x for k, v in values.items() for x in ("--set", f"{k}={v}")]
-    started = time.monotonic()
-    proc = _helm(tools, kubeconfig, "install", RELEASE, chart_dir,
-                 "--namespace", NAMESPACE, "--timeout", "5m", *sets)
-    assert proc.returncode == 0, (
-        f"helm install failed:\n{proc.stdout}\n{proc.stderr}\nharness errors: "
-        f"{harness.errors()}\njobs: {harness.jobs()}")
-    return {"gossip": gossip, "install_seconds": time.monotonic() - started}
-
-
-def _secret(harness, name) -> dict[str, bytes]:
-    s = harness.core().read_namespaced_secret(name, NAMESPACE)
+def _secret(h, name, ns=NAMESPACE) -> dict[str, bytes]:
+    s = h.core().read_namespaced_secret(name, ns)
     return {k: base64.b64decode(v) for k, v in (s.data or {}).items()}
 
 
-def test_install_runs_hooks(cluster, installed):
-    _, _, harness = cluster
-    done = {j.name: j for j in harness.jobs()}
-    for job in (f"{PREFIX}-tls-init", f"{PREFIX}-create-federation-secret",
-                f"{PREFIX}-server-acl-init", f"{PREFIX}-server-acl-init-cleanup"):
-        assert job in done and done[job].outcome == "complete", (job, done.get(job))
-    assert "create-federation-secret" in done[f"{PREFIX}-create-federation-secret"].subcommands
-    assert harness.errors() == []
+def _values(case_id: str) -> dict:
+    return case(case_id).on_chart(CHART).chart_values()
 
 
-def test_federation_secret(cluster, installed):
+@pytest.fixture(scope="module")
+def primary(tools, planes):
+    """dc1 installed with the program's primary values and helm --wait (LoadBalancer gateway)."""
+    h = planes["dc1"]
+    h.core().create_namespace({"metadata": {"name": NAMESPACE}})
+    gossip = base64.b64encode(os.urandom(32))  # what `consul keygen` prints
+    h.core().create_namespaced_secret(NAMESPACE, {"metadata": {"name": GOSSIP_SECRET},
+                                                  "data": {GOSSIP_KEY: base64.b64encode(gossip).decode()}})
+    values = _values("dc1")
+    assert values["meshGateway"]["service"]["type"] == "LoadBalancer"
+    started = time.monotonic()
+    proc = _helm(tools, planes, "dc1", "install", "consul", tools["CHART"], "--namespace",
+                 NAMESPACE, "--wait", "--timeout", "3m", values=values)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{h.errors()}\n{h.unready()}"
+    logging.info("helm install --wait of dc1 took %.1fs", time.monotonic() - started)
+    return {"gossip": gossip}
+
+
+def test_primary_install_waits_for_readiness(planes, primary):
+    """What helm's wait read is what a deployment controller would have written."""
+    h = planes["dc1"]
+    assert h.unready() == {} and h.errors() == []
+    apps = h.apps()
+    for dep in apps.list_namespaced_deployment(NAMESPACE).items:
+        [rs] = [r for r in apps.list_namespaced_replica_set(NAMESPACE).items
+                if r.metadata.owner_references[0].uid == dep.metadata.uid]
+        assert rs.metadata.owner_references[0].controller
+        assert rs.metadata.labels["pod-template-hash"] == \
+            rs.spec.selector.match_labels["pod-template-hash"]
+        assert rs.status.ready_replicas == dep.spec.replicas == dep.status.ready_replicas
+        assert dep.status.observed_generation == dep.metadata.generation
+    sts = apps.read_namespaced_stateful_set(f"{PREFIX}-server", NAMESPACE)
+    assert sts.status.ready_replicas == sts.spec.replicas
+    assert sts.status.current_revision == sts.status.update_revision
+    gw = h.core().read_namespaced_service(f"{PREFIX}-mesh-gateway", NAMESPACE)
+    assert gw.spec.type == "LoadBalancer"
+    assert [i.ip for i in gw.status.load_balancer.ingress] == [LB_IP]
+    ep = h.core().read_namespaced_endpoints("kubernetes", "default")
+    assert [a.ip for a in ep.subsets[0].addresses] == [ENDPOINT_IP]
+    assert [(p.name, p.port) for p in ep.subsets[0].ports] == [("https", planes["ports"]["dc1"])]
+    done = {j.name: j.outcome for j in h.jobs()}
+    for job in ("tls-init", "server-acl-init", "create-federation-secret", "gateway-resources",
+                "server-acl-init-cleanup"):
+        assert done.get(f"{PREFIX}-{job}") == "complete", done
+    gcc = h.custom().get_cluster_custom_object("consul.hashicorp.com", "v1alpha1",
+                                               "gatewayclassconfigs", "consul-api-gateway")
+    assert gcc["spec"]["serviceType"] == "LoadBalancer"
+
+
+def test_federation_secret(planes, primary):
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    _, _, harness = cluster
-    fed = _secret(harness, f"{PREFIX}-federation")
+    h = planes["dc1"]
+    fed = _secret(h, FEDERATION)
     assert set(fed) == {"caCert", "caKey", "serverConfigJSON", "replicationToken",
                         "gossipEncryptionKey"}
-    ca = x509.load_pem_x509_certificate(fed["caCert"])
-    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    assert ca.subject == ca.issuer  # self-signed
-    key = serialization.load_pem_private_key(fed["caKey"], password=None)
-    assert key.public_key().public_numbers() == ca.public_key().public_numbers()
-    assert fed["caCert"] == _secret(harness, f"{PREFIX}-ca-cert")["tls.crt"]
-    assert fed["caKey"] == _secret(harness, f"{PREFIX}-ca-key")["tls.key"]
-    server = x509.load_pem_x509_certificate(_secret(harness, f"{PREFIX}-server-cert")["tls.crt"])
-    assert server.issuer == ca.subject
-    assert json.loads(fed["serverConfigJSON"]) == {
-        "primary_datacenter": "dc1", "primary_gateways": [f"127.0.0.1:{NODE_PORT}"]}
-    assert fed["gossipEncryptionKey"] == installed["gossip"]
-    uuid.UUID(fed["replicationToken"].decode())
-    assert fed["replicationToken"] == \
-        _secret(harness, f"{PREFIX}-acl-replication-acl-token")["token"]
+    assert fed["caCert"] == _secret(h, f"{PREFIX}-ca-cert")["tls.crt"]
+    server = x509.load_pem_x509_certificate(_secret(h, f"{PREFIX}-server-cert")["tls.crt"])
+    assert server.issuer == x509.load_pem_x509_certificate(fed["caCert"]).subject
+    assert json.loads(fed["serverConfigJSON"]) == {"primary_datacenter": "dc1",
+                                                   "primary_gateways": [f"{LB_IP}:443"]}
+    assert fed["gossipEncryptionKey"] == primary["gossip"]
+    assert fed["replicationToken"] == _secret(h, f"{PREFIX}-acl-replication-acl-token")["token"]
+    uuid.UUID(_secret(h, f"{PREFIX}-bootstrap-acl-token")["token"].decode())
 
 
-def _proxydefaults_webhook(harness):
-    """(MutatingWebhookConfiguration, webhook) of the chart's ProxyDefaults webhook."""
-    for mwc in harness.admreg().list_mutating_webhook_configuration().items:
-        for w in mwc.webhooks or []:
-            if any("proxydefaults" in (r.resources or []) for r in w.rules or []):
-                return mwc, w
-    raise AssertionError("the chart registered no ProxyDefaults webhook")
-
-
-def test_webhook_ca_bundle_patched(cluster, installed):
-    from cryptography import x509
-    _, _, harness = cluster
-    mwc, hook = _proxydefaults_webhook(harness)
-    assert hook.failure_policy == "Fail"
-    bundles = {w.client_config.ca_bundle for w in mwc.webhooks}
-    assert len(bundles) == 1 and None not in bundles  # every webhook of it, one CA
-    ca = x509.load_pem_x509_certificate(base64.b64decode(bundles.pop()))
-    assert ca.subject == ca.issuer
-    # the serving certificate the webhook-cert-manager stored, signed by that CA
-    cm = json.loads(harness.core().read_namespaced_config_map(
-        f"{PREFIX}-webhook-cert-manager-config", NAMESPACE).data["webhook-config.json"])
-    entry = next(e for e in cm if e["name"] == mwc.metadata.name)
-    leaf = x509.load_pem_x509_certificate(_secret(harness, entry["secretName"])["tls.crt"])
-    assert leaf.issuer == ca.subject
-    svc = hook.client_config.service
-    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert f"{svc.name}.{svc.namespace}.svc" in sans.get_values_for_type(x509.DNSName)
-
-
-def _proxy_defaults(name: str) -> dict:
+def _proxy_defaults(name: str, mode: str) -> dict:
     return {"apiVersion": "consul.hashicorp.com/v1alpha1", "kind": "ProxyDefaults",
             "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"meshGateway": {"mode": "local"}}}
+            "spec": {"meshGateway": {"mode": mode}}}
 
 
-def test_proxy_defaults_goes_through_webhook(cluster, installed):
-    from kubernetes.client.rest import ApiException
-    _, _, harness = cluster
-    custom = harness.custom()
-    deadline = time.monotonic() + 60  # the harness patches caBundle within a poll interval
-    while True:
-        try:
-            custom.create_namespaced_custom_object("consul.hashicorp.com", "v1alpha1",
-                                                   NAMESPACE, "proxydefaults",
-                                                   _proxy_defaults("global"))
-            break
-        except ApiException as e:
-            if time.monotonic() > deadline:
-                raise
-            logging.info("ProxyDefaults not accepted yet: %s", e.body)
-            time.sleep(1)
-    rec = harness.wait_for_admission("ProxyDefaults", "global", timeout=10)
-    assert rec is not None and rec.allowed and rec.operation == "CREATE"
-    _, hook = _proxydefaults_webhook(harness)
-    svc = hook.client_config.service
-    assert rec.service == f"{svc.namespace}/{svc.name}" and rec.path == svc.path
-    # the webhook really is in the path: what upstream's webhook rejects is rejected
+def _rejected(call) -> str:
     with pytest.raises(ApiException) as err:
-        custom.create_namespaced_custom_object("consul.hashicorp.com", "v1alpha1", NAMESPACE,
-                                               "proxydefaults", _proxy_defaults("other"))
-    assert 'must be "global"' in json.loads(err.value.body)["message"]
+        call()
+    return json.loads(err.value.body)["message"]
 
 
-def test_secondary_install_uses_the_federation_secret(tools, chart, cluster, secondary_cluster,
-                                                     installed):
-    """dc2 as the docs set up a secondary: CA, replication token, gossip key and server config
-    from the federation secret copied from dc1. Its tls-init gets -ca/-key (the mounted
-    federation secret) and must create NO CA secrets, only a server cert signed by dc1's CA."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from kubernetes.client.rest import ApiException
-    _, _, primary = cluster
-    _, kubeconfig, harness = secondary_cluster
-    fed = _secret(primary, f"{PREFIX}-federation")
-    core = harness.core()
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
-    core.create_namespaced_secret(NAMESPACE, {  # what the Pulumi program does: copy it over
-        "metadata": {"name": f"{PREFIX}-federation"},
-        "data": {k: base64.b64encode(v).decode() for k, v in fed.items()}})
-    chart_dir, primary_values, version = chart
-    fed_name = f"{PREFIX}-federation"
-    values = {
-        "global.name": PREFIX, "global.datacenter": "dc2",
-        "global.tls.enabled": "true",
-        "global.tls.caCert.secretName": fed_name, "global.tls.caCert.secretKey": "caCert",
-        "global.tls.caKey.secretName": fed_name, "global.tls.caKey.secretKey": "caKey",
-        "global.federation.enabled": "true",
-        "global.acls.manageSystemACLs": "true",
-        "global.acls.replicationToken.secretName": fed_name,
-        "global.acls.replicationToken.secretKey": "replicationToken",
-        "global.gossipEncryption.secretName": fed_name,
-        "global.gossipEncryption.secretKey": "gossipEncryptionKey",
-        "meshGateway.enabled": "true", "meshGateway.service.type": "NodePort",
-        "meshGateway.service.nodePort": str(NODE_PORT),
-        "server.extraVolumes[0].type": "secret", "server.extraVolumes[0].name": fed_name,
-        "server.extraVolumes[0].items[0].key": "serverConfigJSON",
-        "server.extraVolumes[0].items[0].path": "config.json",
-        "server.extraVolumes[0].load": "true",
-    }
-    for k in ("connectInject.enabled", "controller.enabled", "server.disruptionBudget.enabled"):
-        if k in primary_values:
-            values[k] = primary_values[k]
-    if version >= (0, 42):  # charts that know it (older ones take it from serverConfigJSON)
-        values["global.federation.primaryDatacenter"] = "dc1"
-    sets = [x for k, v in values.items() for x in ("--set", f"{k}={v}")]
-    proc = _helm(tools, kubeconfig, "install", RELEASE, chart_dir, "--namespace", NAMESPACE,
-                 "--timeout", "5m", *sets, context="dc2")
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{harness.errors()}"
-    tls_init = harness.wait_for_job(f"{PREFIX}-tls-init", timeout=5)
-    assert tls_init is not None and tls_init.outcome == "complete"
-    for name in (f"{PREFIX}-ca-cert", f"{PREFIX}-ca-key"):
-        with pytest.raises(ApiException) as err:
-            core.read_namespaced_secret(name, NAMESPACE)
-        assert err.value.status == 404, name
-    ca = x509.load_pem_x509_certificate(fed["caCert"])
-    server = x509.load_pem_x509_certificate(_secret(harness, f"{PREFIX}-server-cert")["tls.crt"])
-    assert server.issuer == ca.subject
-    ca.public_key().verify(server.signature, server.tbs_certificate_bytes,
-                           ec.ECDSA(server.signature_hash_algorithm))
-    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "server.dc2.consul" in sans.get_values_for_type(x509.DNSName)
-    assert harness.wait_for_job(f"{PREFIX}-create-federation-secret", timeout=1) is None
-    assert harness.errors() == []
+def test_proxy_defaults_webhook(planes, primary):
+    """The injector's ProxyDefaults rules, through the real apiserver: bad mode on create and
+    update, a second name; the admitted object is then deleted (CRs outlive helm)."""
+    h = planes["dc1"]
+    custom = h.custom()
+    gvr = ("consul.hashicorp.com", "v1alpha1", NAMESPACE, "proxydefaults")
+    msg = _rejected(lambda: custom.create_namespaced_custom_object(
+        *gvr, _proxy_defaults("global", "bogus")))
+    assert 'spec.meshGateway.mode: Invalid value: "bogus"' in msg
+    custom.create_namespaced_custom_object(*gvr, _proxy_defaults("global", "local"))
+    rec = h.wait_for_admission("ProxyDefaults", "global", timeout=5)
+    assert rec.service == f"{NAMESPACE}/{PREFIX}-connect-injector"
+    assert rec.path == "/mutate-v1alpha1-proxydefaults"
+    assert 'must be "global"' in _rejected(lambda: custom.create_namespaced_custom_object(
+        *gvr, _proxy_defaults("other", "local")))
+    pd = custom.get_namespaced_custom_object(*gvr, "global")
+    pd["spec"]["meshGateway"]["mode"] = "sideways"
+    assert 'Invalid value: "sideways"' in _rejected(
+        lambda: custom.replace_namespaced_custom_object(*gvr, "global", pd))
+    pd["spec"]["meshGateway"]["mode"] = "remote"
+    custom.replace_namespaced_custom_object(*gvr, "global", pd)
+    assert [(a.operation, a.allowed) for a in h.admissions("ProxyDefaults")] == [
+        ("CREATE", False), ("CREATE", True), ("CREATE", False), ("UPDATE", False),
+        ("UPDATE", True)]
+    custom.delete_namespaced_custom_object(*gvr, "global")
 
 
-def _job(name: str, command: list[str]) -> dict:
+def _job(name: str, *command: str) -> dict:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
             "spec": {"backoffLimit": 0, "template": {"spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "c", "image": "busybox", "command": command}]}}}}
+                "restartPolicy": "Never", "serviceAccountName": f"{PREFIX}-tls-init",
+                "containers": [{"name": "c", "image": "hashicorp/consul-k8s-control-plane:2.0.3",
+                                "command": list(command)}]}}}}
 
 
-def test_plain_and_failing_jobs(cluster):
-    """A Job with nothing to simulate completes; one whose side effect cannot be done is
-    failed the way the job controller fails it (FailureTarget + Failed) — both status
-    patches accepted by the real apiserver's Job status validation."""
-    _, _, harness = cluster
-    harness.core().create_namespace({"metadata": {"name": "jobs"}})
-    batch = harness.batch()
-    batch.create_namespaced_job("jobs", _job("plain", ["sh", "-c", "echo hi"]))
-    batch.create_namespaced_job("jobs", _job(
-        "bad-tls-init", ["consul-k8s-control-plane", "tls-init", "-name-prefix=x",
-                         "-ca=/nowhere/tls.crt"]))
-    plain = harness.wait_for_job("plain", timeout=30)
-    bad = harness.wait_for_job("bad-tls-init", timeout=30)
-    assert plain is not None and plain.outcome == "complete"
-    assert bad is not None and bad.outcome == "failed" and "-ca and -key" in bad.message
-    conds = {c.type: c.status for c in batch.read_namespaced_job("plain", "jobs").status.conditions}
-    assert conds == {"SuccessCriteriaMet": "True", "Complete": "True"}
-    status = batch.read_namespaced_job("bad-tls-init", "jobs").status
-    assert {c.type: c.status for c in status.conditions} == {"FailureTarget": "True",
-                                                             "Failed": "True"}
-    assert status.failed == 1 and not status.completion_time
-    with harness._lock:  # the expected failure is not a harness error for the other tests
-        harness._errors = [e for e in harness._errors if "bad-tls-init" not in e]
+def test_unknown_and_forbidden_jobs_fail(planes, primary):
+    """An unknown command fails with it in the message; a known one whose ServiceAccount
+    may not do the side effect fails with the apiserver's 403."""
+    h = planes["dc1"]
+    batch = h.batch()
+    batch.create_namespaced_job(NAMESPACE, _job("frob", "consul-k8s-control-plane", "frobnicate"))
+    batch.create_namespaced_job(NAMESPACE, _job(
+        "rbac", "consul-k8s-control-plane", "delete-completed-job", "-k8s-namespace=consul",
+        f"{PREFIX}-server-acl-init"))  # tls-init's ServiceAccount may not touch Jobs
+    frob, rbac = h.wait_for_job("frob", 30), h.wait_for_job("rbac", 30)
+    assert frob.outcome == "failed" and "frobnicate" in frob.message
+    assert rbac.outcome == "failed" and "403" in rbac.message
+    status = batch.read_namespaced_job("frob", NAMESPACE).status
+    assert {c.type for c in status.conditions} == {"FailureTarget", "Failed"}
+    assert "frobnicate" in next(c.message for c in status.conditions if c.type == "Failed")
+    assert h.clear_errors("job consul/frob") and h.clear_errors("job consul/rbac")
+    for name in ("frob", "rbac"):
+        batch.delete_namespaced_job(name, NAMESPACE, propagation_policy="Background")
 
 
-def test_uninstall(tools, cluster, installed):
-    _, kubeconfig, harness = cluster
-    from kubernetes.client.rest import ApiException
-    proc = _helm(tools, kubeconfig, "uninstall", RELEASE, "--namespace", NAMESPACE,
-                 "--timeout", "5m")
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{harness.errors()}"
-    cleanup = harness.wait_for_job(f"{PREFIX}-tls-init-cleanup", timeout=5)
-    assert cleanup is not None and cleanup.outcome == "complete"
-    for name in (f"{PREFIX}-ca-cert", f"{PREFIX}-ca-key", f"{PREFIX}-server-cert"):
-        with pytest.raises(ApiException) as err:
-            harness.core().read_namespaced_secret(name, NAMESPACE)
-        assert err.value.status == 404
-    assert harness.errors() == []
+def test_secondary_missing_key_then_upgrade(tools, planes, primary):
+    """dc2 from dc1's federation secret, first without serverConfigJSON: the servers stay
+    unready (and helm's wait fails) until the key appears; then an upgrade rolls the
+    Deployments and tls-init signs dc2's server certificate with dc1's CA."""
+    from cryptography import x509
+    h = planes["dc2"]
+    fed = _secret(planes["dc1"], FEDERATION)
+    h.core().create_namespace({"metadata": {"name": NAMESPACE}})
+    h.core().create_namespaced_secret(NAMESPACE, {
+        "metadata": {"name": FEDERATION},
+        "data": {k: base64.b64encode(v).decode() for k, v in fed.items()
+                 if k != "serverConfigJSON"}})
+    values = _values("dc2")
+    proc = _helm(tools, planes, "dc2", "install", "consul", tools["CHART"], "--namespace",
+                 NAMESPACE, values=values)
+    assert proc.returncode == 0, f"{proc.stderr}\n{h.errors()}"
+    # Everything else becomes ready (the injector once its webhook certificate is written);
+    # the servers never do.
+    key = f"StatefulSet/{NAMESPACE}/{PREFIX}-server"
+    deadline = time.monotonic() + 30
+    while set(h.unready()) != {key} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert h.unready() == {key: f"secret {FEDERATION} has no key serverConfigJSON"}
+    proc = _helm(tools, planes, "dc2", "upgrade", "consul", tools["CHART"], "--namespace",
+                 NAMESPACE, "--wait", "--timeout", "15s", values=values)
+    assert proc.returncode != 0 and "context deadline exceeded" in proc.stderr, proc.stderr
+
+    h.core().patch_namespaced_secret(FEDERATION, NAMESPACE, {"data": {
+        "serverConfigJSON": base64.b64encode(fed["serverConfigJSON"]).decode()}})
+    assert h.wait_until_ready(30) == {}
+    # A new pod template for the injector only: a changed server-acl-init template would fail
+    # as on a real cluster (a Job's template is immutable, and the failed upgrade above left the
+    # completed Job in place: its cleanup hook runs only after a successful upgrade).
+    values.setdefault("connectInject", {})["logLevel"] = "debug"
+    proc = _helm(tools, planes, "dc2", "upgrade", "consul", tools["CHART"], "--namespace",
+                 NAMESPACE, "--wait", "--timeout", "3m", values=values)
+    assert proc.returncode == 0, f"{proc.stderr}\n{h.errors()}\n{h.unready()}"
+    apps = h.apps()
+    injector = apps.read_namespaced_deployment(f"{PREFIX}-connect-injector", NAMESPACE)
+    sets = sorted((r.metadata.annotations["deployment.kubernetes.io/revision"], r.spec.replicas)
+                  for r in apps.list_namespaced_replica_set(NAMESPACE).items
+                  if r.metadata.owner_references[0].uid == injector.metadata.uid)
+    assert sets == [("1", 0), ("2", injector.spec.replicas)]
+    for name in (f"{PREFIX}-ca-cert", f"{PREFIX}-ca-key"):
+        with pytest.raises(ApiException):
+            h.core().read_namespaced_secret(name, NAMESPACE)
+    server = x509.load_pem_x509_certificate(_secret(h, f"{PREFIX}-server-cert")["tls.crt"])
+    assert server.issuer == x509.load_pem_x509_certificate(fed["caCert"]).subject
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "server.dc2.consul" in sans.get_values_for_type(x509.DNSName)
+    assert h.errors() == []
 
 
-def test_deletions_finish(cluster, installed):
-    """What Pulumi's destroy waits for: a foreground deletion (pulumi-kubernetes' default) and
-    a namespace deletion finish, though no garbage collector or namespace controller runs."""
-    from kubernetes.client.rest import ApiException
-    _, _, harness = cluster
-    core = harness.core()
+# Secrets the chart's Jobs write that neither helm nor a garbage collector removes (upstream
+# too), plus the gossip key this test made.
+LEFT_BEHIND = {"dc1": {GOSSIP_SECRET, FEDERATION, f"{PREFIX}-bootstrap-acl-token",
+                       f"{PREFIX}-acl-replication-acl-token"},
+               "dc2": {FEDERATION}}
+
+
+@pytest.mark.parametrize("dc", ["dc2", "dc1"])
+def test_uninstall_leaves_nothing(tools, planes, primary, dc):
+    """helm uninstall --wait runs the pre-delete hooks (as their ServiceAccounts) and, with
+    the garbage collector played, leaves only the Secrets upstream leaves too."""
+    h = planes[dc]
+    proc = _helm(tools, planes, dc, "uninstall", "consul", "--namespace", NAMESPACE, "--wait",
+                 "--timeout", "2m")
+    assert proc.returncode == 0, f"{proc.stderr}\n{h.errors()}"
+    assert h.wait_for_job(f"{PREFIX}-tls-init-cleanup", 5).outcome == "complete"
+    core, apps, batch = h.core(), h.apps(), h.batch()
+
+    def left():
+        return {
+            "secrets": {s.metadata.name for s in core.list_namespaced_secret(NAMESPACE).items}
+            - LEFT_BEHIND[dc],
+            "other": [o.metadata.name for lister in (
+                apps.list_namespaced_deployment, apps.list_namespaced_replica_set,
+                apps.list_namespaced_stateful_set, batch.list_namespaced_job,
+                core.list_namespaced_service, core.list_namespaced_config_map,
+                core.list_namespaced_service_account) for o in lister(NAMESPACE).items]
+            + [w.metadata.name for w in h.admreg().list_mutating_webhook_configuration().items]
+            + [g["metadata"]["name"] for g in h.custom().list_cluster_custom_object(
+                "consul.hashicorp.com", "v1alpha1", "gatewayclassconfigs")["items"]]}
+    deadline = time.monotonic() + 30
+    while left() != {"secrets": set(), "other": []} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left() == {"secrets": set(), "other": []}
+    assert h.errors() == []
+
+
+def test_deletions_finish(planes, primary):
+    """What Pulumi's destroy waits for: foreground and namespace deletions finish."""
+    h = planes["dc1"]
+    core = h.core()
     core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "doomed"}})
     core.delete_namespaced_secret("doomed", NAMESPACE, propagation_policy="Foreground")
-    _wait_gone(lambda: core.read_namespaced_secret("doomed", NAMESPACE), ApiException)
     core.delete_namespace(NAMESPACE, propagation_policy="Foreground")
-    _wait_gone(lambda: core.read_namespace(NAMESPACE), ApiException)
-    assert harness.errors() == []
-
-
-def _wait_gone(read, api_exception, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while True:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         try:
-            obj = read()
-        except api_exception as e:
+            core.read_namespace(NAMESPACE)
+        except ApiException as e:
             assert e.status == 404
-            return
-        assert time.monotonic() < deadline, f"still there: {obj.metadata}"
+            break
         time.sleep(0.5)
+    else:
+        pytest.fail("namespace still there")
+    assert h.errors() == []

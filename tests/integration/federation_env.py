@@ -1,0 +1,188 @@
+"""Three datacenters on three local control planes, and the Pulumi CLI to drive this project.
+
+Shared by the integration tests that run the real engine (test_stacks.py, and the fault and
+operator tests that build on it). See test_stacks.py for what is real and what is played.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from kubernetes import client, config
+
+from controlplane import ControlPlane, write_kubeconfig
+from harness import ClusterHarness
+from pulumi_mocks import ROOT
+from real_tools import consul_charts, ensure
+
+CHART = "2.0.3"
+NAMESPACE = "consul"
+PRIMARY_REF = "organization/consul-federation/dc1"
+DATACENTERS = ("dc1", "dc2", "dc3")
+# What the harness plays for each cluster: the load balancer's ingress address (loopback; nothing
+# dials it) and the default/kubernetes Endpoints address (RFC 5737 documentation range, a
+# placeholder the program copies into k8sAuthMethodHost; nothing dials it either).
+LB_ADDRESS = {"dc1": "127.0.1.1", "dc2": "127.0.1.2", "dc3": "127.0.1.3"}
+ENDPOINT_ADDRESS = {"dc1": "192.0.2.11", "dc2": "192.0.2.12", "dc3": "192.0.2.13"}
+# dc1: the default LoadBalancer gateway; dc2: NodePort; dc3: a static address in front of it.
+GATEWAYS: dict[str, dict[str, Any]] = {
+    "dc1": {},
+    "dc2": {"serviceType": "NodePort", "nodePort": 30002},
+    "dc3": {"serviceType": "ClusterIP", "wanAddress": "dc3-gateway.consul.test"},
+}
+
+
+def record_timing(command: str, stack: str | None, seconds: float) -> None:
+    """bench/run.sh sets CONSUL_FEDERATION_TIMINGS to collect how long each CLI command took."""
+    path = os.environ.get("CONSUL_FEDERATION_TIMINGS")
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"command": command, "stack": stack, "seconds": round(seconds, 1)}) + "\n")
+
+
+class Project:
+    """A working copy of the project (same code) with test stack files, and the CLI to drive it."""
+
+    def __init__(self, workdir: Path, tools: dict[str, str], kubeconfig: Path, name: str = "project",
+                 state: Path | None = None, passphrase: str | None = None):
+        self.dir = workdir / name
+        self.dir.mkdir()
+        (self.dir / "__main__.py").symlink_to(Path(ROOT, "__main__.py"))
+        (self.dir / "components").symlink_to(Path(ROOT, "components"))
+        (self.dir / "Pulumi.yaml").write_text(yaml.safe_dump({
+            "name": "consul-federation",
+            "runtime": {"name": "python", "options": {"toolchain": "pip",
+                                                      "virtualenv": str(Path(ROOT, ".venv"))}},
+        }))
+        self.state = state or workdir / "state"
+        self.state.mkdir(exist_ok=True)
+        self.passphrase = passphrase or secrets.token_urlsafe(24)
+        self.tools = tools
+        path_dirs = [tools[k] for k in ("PULUMI_BIN_DIR", "KUBERNETES_PROVIDER_DIR", "RANDOM_PROVIDER_DIR")]
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG"))},
+            "PATH": os.pathsep.join(path_dirs + [os.environ.get("PATH", "")]),
+            "PULUMI_HOME": str(workdir / "pulumi-home"),
+            "PULUMI_BACKEND_URL": f"file://{self.state}",
+            "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+        }
+        self.kubeconfig = kubeconfig
+        self.chart = consul_charts()[CHART]
+        self.overrides: dict[str, dict[str, Any]] = {}
+
+    def sibling(self, workdir: Path, name: str) -> "Project":
+        """Another working copy on the same state backend and passphrase (its own code may differ)."""
+        other = Project(workdir, self.tools, self.kubeconfig, name, self.state, self.passphrase)
+        other.overrides = self.overrides
+        return other
+
+    def config(self, stack: str) -> dict[str, Any]:
+        """The stack's consul-federation settings, as a user of a real cluster would write them."""
+        common = {"kubeContext": stack, "kubeconfig": str(self.kubeconfig), "chartPath": self.chart}
+        gateway = {"meshGateway": GATEWAYS[stack]} if GATEWAYS[stack] else {}
+        if stack == "dc1":
+            settings = {"role": "primary", "datacenter": "dc1", **common, **gateway}
+        else:
+            settings = {"role": "secondary", "datacenter": stack, **common, **gateway,
+                        "primaryStack": PRIMARY_REF}
+        return {**settings, **self.overrides.get(stack, {})}
+
+    def write_stack(self, stack: str) -> None:
+        settings = {"pulumi:disable-default-providers": ["kubernetes"], "kubernetes:strictMode": "true"}
+        settings.update({f"consul-federation:{k}": v for k, v in self.config(stack).items()})
+        path = self.dir / f"Pulumi.{stack}.yaml"
+        existing = yaml.safe_load(path.read_text()) if path.exists() else {}
+        existing["config"] = settings
+        path.write_text(yaml.safe_dump(existing))
+
+    def init_stack(self, stack: str) -> None:
+        self.write_stack(stack)
+        self.run("stack", "init", stack)
+        self.write_stack(stack)  # stack init added the encryption salt; keep our config
+
+    def run(self, *args: str, stack: str | None = None, check: bool = True,
+            timeout: int = 900) -> subprocess.CompletedProcess:
+        cmd = [shutil.which("pulumi", path=self.env["PATH"]) or "pulumi", *args, "--non-interactive"]
+        if stack:
+            cmd += ["--stack", stack]
+        started = time.monotonic()
+        done = subprocess.run(cmd, cwd=self.dir, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        done.seconds = time.monotonic() - started  # type: ignore[attr-defined]
+        record_timing(" ".join(args), stack, done.seconds)  # type: ignore[attr-defined]
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd[1:])} failed ({done.returncode}):\n"
+                                 f"{done.stdout[-6000:]}\n{done.stderr[-4000:]}")
+        return done
+
+    def outputs(self, stack: str, show_secrets: bool = False) -> dict[str, Any]:
+        args = ["stack", "output", "--json"] + (["--show-secrets"] if show_secrets else [])
+        return json.loads(self.run(*args, stack=stack).stdout)
+
+
+@dataclass
+class Federation:
+    """The clusters, their harnesses and the project, for one test module."""
+
+    project: Project
+    kubeconfig: Path
+    planes: dict[str, ControlPlane]
+    harness: dict[str, ClusterHarness]
+    workdir: Path
+
+    def api(self, context: str) -> client.ApiClient:
+        return config.new_client_from_config(config_file=str(self.kubeconfig), context=context)
+
+    def core(self, context: str) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api(context))
+
+    def secret_data(self, context: str, name: str) -> dict[str, str]:
+        """A secret's data map as the API server returns it: base64 text, untouched."""
+        raw = self.core(context).read_namespaced_secret(name, NAMESPACE, _preload_content=False)
+        return json.loads(raw.data)["data"]
+
+    def helm_values(self, context: str, release: str = "consul") -> dict[str, Any]:
+        """The user-supplied values of the newest revision, from Helm's own release record."""
+        records = self.core(context).list_namespaced_secret(
+            NAMESPACE, label_selector=f"owner=helm,name={release}").items
+        newest = max(records, key=lambda s: int(s.metadata.labels["version"]))
+        blob = base64.b64decode(base64.b64decode(newest.data["release"]))
+        return json.loads(gzip.decompress(blob))["config"]
+
+    def auth_method_host(self, context: str) -> str:
+        """What the program derives for k8sAuthMethodHost from the played Endpoints."""
+        return f"https://{ENDPOINT_ADDRESS[context]}:{self.planes[context].port}"
+
+    def errors(self) -> dict[str, list[str]]:
+        return {dc: h.errors() for dc, h in self.harness.items() if h.errors()}
+
+
+@contextlib.contextmanager
+def federation(workdir: Path) -> Iterator[Federation]:
+    """Three control planes (contexts dc1, dc2, dc3 of one kubeconfig), a harness on each, and a
+    project whose stacks point at them."""
+    tools = {**ensure("chart"), **ensure("engine"), **ensure("cluster")}
+    with contextlib.ExitStack() as stack:
+        planes = {dc: stack.enter_context(ControlPlane(dc, workdir, tools["ETCD"], tools["KUBE_APISERVER"]))
+                  for dc in DATACENTERS}
+        kubeconfig = write_kubeconfig(workdir / "kubeconfig", list(planes.values()))
+        harness = {dc: stack.enter_context(ClusterHarness(
+            kubeconfig, dc, planes[dc].egress_socket,
+            lb_ip=LB_ADDRESS[dc], apiserver_endpoint_ip=ENDPOINT_ADDRESS[dc]))
+            for dc in DATACENTERS}
+        yield Federation(Project(workdir, tools, kubeconfig), kubeconfig, planes, harness, workdir)
