@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="fed-demo-", dir="/tmp")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
+        if not args.workdir:  # registered first, so it runs after the planes have stopped
+            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         _step(f"control planes {', '.join(DATACENTERS)} in {workdir}")
         planes = {dc: stack.enter_context(ControlPlane(dc, workdir, tools["ETCD"], tools["KUBE_APISERVER"]))
                   for dc in DATACENTERS}
