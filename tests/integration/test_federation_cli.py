@@ -70,7 +70,8 @@ def test_verify_passes_after_up(env):
     assert {r["datacenter"] for r in rows} == set(DATACENTERS)
     kubernetes = [r for r in rows if r["source"] == "kubernetes"]
     assert kubernetes and all(r["status"] == "passed" for r in kubernetes), \
-        [r for r in kubernetes if r["status"] != "passed"]
+        "\n".join(f"{r['datacenter']} {r['check']}: {r['status']}: {r['detail']}" for r in kubernetes
+                  if r["status"] != "passed")
     consul = [r for r in rows if r["source"] == "consul"]
     assert consul and all(r["status"] == "not checked" and r["detail"] == "--kubernetes-only" for r in consul)
     assert rows_of(rows, "primary_gateways current")["dc1"]["detail"].startswith(f"advertised {LB_ADDRESS['dc1']}:443")
