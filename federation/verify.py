@@ -162,7 +162,8 @@ class Datacenter:
         return Row(self.cfg.datacenter, self.stack, check, source, status, detail)
 
 
-def _ready(kind: str, obj: Any, ready: Optional[int]) -> tuple[str, str]:
+def _ready(obj: Any, ready: Optional[int]) -> tuple[str, str]:
+    """Ready only when the controller has seen the current spec and every replica is ready."""
     want = obj.spec.replicas if obj.spec.replicas is not None else 1
     current = (obj.status.observed_generation or 0) >= (obj.metadata.generation or 0)
     if current and want > 0 and (ready or 0) >= want:
@@ -172,10 +173,11 @@ def _ready(kind: str, obj: Any, ready: Optional[int]) -> tuple[str, str]:
 
 def workload_rows(dc: Datacenter) -> list[Row]:
     rows = []
-    for check, kind, read, ready_field in (
-            ("server StatefulSet ready", "StatefulSet", dc.apps.read_namespaced_stateful_set, "ready_replicas"),
-            ("mesh gateway Deployment ready", "Deployment", dc.apps.read_namespaced_deployment, "available_replicas")):
-        suffix = "server" if kind == "StatefulSet" else "mesh-gateway"
+    for check, kind, suffix, read, ready_field in (
+            ("server StatefulSet ready", "StatefulSet", "server", dc.apps.read_namespaced_stateful_set,
+             "ready_replicas"),
+            ("mesh gateway Deployment ready", "Deployment", "mesh-gateway", dc.apps.read_namespaced_deployment,
+             "available_replicas")):
         try:
             obj = read(dc.name(suffix), dc.ns, _request_timeout=_TIMEOUT)
         except ApiException as exc:
@@ -183,7 +185,7 @@ def workload_rows(dc: Datacenter) -> list[Row]:
                 raise
             rows.append(dc.row(check, FAILED, f"{kind} {dc.ns}/{dc.name(suffix)} does not exist: run up"))
             continue
-        status, detail = _ready(kind, obj, getattr(obj.status, ready_field))
+        status, detail = _ready(obj, getattr(obj.status, ready_field))
         rows.append(dc.row(check, status, f"{kind} {dc.ns}/{obj.metadata.name}: {detail}"))
     return rows
 

@@ -150,3 +150,22 @@ def test_table_has_a_header_and_a_line_per_row():
     lines = v.table(rows).splitlines()
     assert lines[0].split() == ["DATACENTER", "CHECK", "STATUS", "DETAIL"]
     assert lines[2].split()[0] == "dc2" and "FAILED" in lines[2] and lines[2].endswith("differs")
+
+
+def statefulset(ready, replicas=1, generation=2, observed=2):
+    return client.V1StatefulSet(metadata=client.V1ObjectMeta(name="consul-server", generation=generation),
+                                spec=client.V1StatefulSetSpec(replicas=replicas, selector=client.V1LabelSelector(),
+                                                              template=client.V1PodTemplateSpec(),
+                                                              service_name="consul-server"),
+                                status=client.V1StatefulSetStatus(replicas=replicas, ready_replicas=ready,
+                                                                  observed_generation=observed))
+
+
+@pytest.mark.parametrize("obj, expected", [
+    (statefulset(ready=1), (v.PASSED, "1/1 ready")),
+    (statefulset(ready=None), (v.FAILED, "0/1 ready")),
+    (statefulset(ready=2, replicas=3), (v.FAILED, "2/3 ready")),
+    (statefulset(ready=1, observed=1), (v.FAILED, "1/1 ready (rollout not observed yet)")),
+])
+def test_ready_means_every_replica_of_the_current_spec(obj, expected):
+    assert v._ready(obj, obj.status.ready_replicas) == expected
