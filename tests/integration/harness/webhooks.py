@@ -156,6 +156,11 @@ class Webhooks:
                 self.h.log.debug("webhook-cert-manager %s: %s", mgr.name, e)
             except HarnessError as e:
                 self.h.error_once("webhook-cert-manager %s: %s", mgr.name, e)
+            except ApiException as e:
+                if self._gone(mgr):  # uninstalled since the last pass: its RBAC may be gone first
+                    self.h.log.debug("webhook-cert-manager %s is being removed: %s", mgr.name, e.reason)
+                else:
+                    self.h.error_once("webhook-cert-manager %s: %s %s", mgr.name, e.status, e.reason)
         routes: dict[tuple[str, int], tuple[str, str]] = {}
         sni: dict = {}
         for srv in self.h.workloads.running(WEBHOOK_SERVER):
@@ -177,6 +182,17 @@ class Webhooks:
                             routes[(host, p.port)] = (ns, name)
         with self.h.lock:
             self.routes, self.sni = routes, sni
+
+    def _gone(self, mgr: "Running") -> bool:
+        """Whether the manager's Deployment no longer exists or is being deleted (admin read)."""
+        try:
+            dep = self.h.apps().read_namespaced_deployment(mgr.name, mgr.namespace,
+                                                           _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as e:
+            if e.status == 404:
+                return True
+            raise
+        return dep.metadata.deletion_timestamp is not None
 
     def _serving_context(self, srv: "Running") -> Optional[ssl.SSLContext]:
         invocations = parse_control_plane_invocations(srv.container, {})
