@@ -147,7 +147,8 @@ def main() -> None:
     results: dict[str, float] = {}
     for name in args.only.split(","):
         print(f"{name}: fresh control planes dc1, dc2, dc3", flush=True)
-        with federation(Path(tempfile.mkdtemp(prefix="fed-bench-", dir="/tmp"))) as env:
+        with tempfile.TemporaryDirectory(prefix="fed-bench-", dir="/tmp") as workdir, \
+                federation(Path(workdir)) as env:
             SCENARIOS[name](env, results)
             problems = env.errors()
             if problems:
