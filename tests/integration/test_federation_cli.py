@@ -65,6 +65,15 @@ def test_up_of_every_stack_from_nothing(env):
         assert any(line.split()[:3] == [dc, "ok", "create"] for line in summary.splitlines()), summary
 
 
+def test_preview_of_every_stack_after_up_changes_nothing(env):
+    done = cli(env, "preview")
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    summary = done.stdout[done.stdout.index("preview summary:"):].splitlines()[1:]
+    assert sorted(line.split()[0] for line in summary if line.strip()) == list(DATACENTERS), summary
+    for line in summary:
+        assert line.split()[1] == "ok" and "create" not in line and "update" not in line, line
+
+
 def test_verify_passes_after_up(env):
     done, rows = verify(env)
     assert {r["datacenter"] for r in rows} == set(DATACENTERS)
