@@ -26,6 +26,7 @@ import base64
 import concurrent.futures
 import gzip
 import json
+import secrets
 import shutil
 from pathlib import Path
 
@@ -40,6 +41,9 @@ from federation_env import CHART, DATACENTERS, LB_ADDRESS, NAMESPACE, Federation
 pytestmark = pytest.mark.integration
 
 SECONDARIES = ("dc2", "dc3")
+# A chart value the user sets with `pulumi config set --secret --path`: it must reach the Release
+# and never the state in plaintext.
+LICENSE_NOTE = json.dumps({"license_note": secrets.token_hex(16)})
 # Every API group whose objects the chart (or this program) creates cluster-wide.
 CRD_GROUPS = {"consul.hashicorp.com", "auth.consul.hashicorp.com", "gateway.networking.k8s.io"}
 
@@ -96,9 +100,12 @@ def test_first_preview_of_the_primary(env):
 
 def test_up_primary(env):
     project = env.project
+    project.run("config", "set", "--secret", "--path", "consul-federation:helmValues.server.extraConfig",
+                LICENSE_NOTE, stack="dc1")
     project.run("up", "--yes", "--skip-preview", stack="dc1", timeout=1200)
-    cfg = parse_config(project.config("dc1"))
+    cfg = parse_config({**project.config("dc1"), "helmValues": {"server": {"extraConfig": LICENSE_NOTE}}})
     assert env.helm_values("dc1") == primary_values(cfg)
+    assert env.helm_values("dc1")["server"]["extraConfig"] == LICENSE_NOTE
     gossip = env.secret_data("dc1", cfg.gossip_secret_name)
     key = decoded(gossip, "key")
     assert len(base64.b64decode(key)) == 32  # the secret holds `consul keygen` text, once encoded
@@ -219,6 +226,7 @@ def test_state_holds_no_plaintext_secrets(env):
     plain = {name: decoded(federation_secret, name).decode()
              for name in ("gossipEncryptionKey", "caKey", "replicationToken")}
     needles = set(plain.values()) | {federation_secret[n] for n in plain}
+    needles.add(json.loads(LICENSE_NOTE)["license_note"])  # set with --secret under helmValues
     needles |= {line for line in plain["caKey"].splitlines() if len(line) > 40}  # PEM body lines
     files = list(project.state.rglob("*.json")) + list(project.state.rglob("*.json.gz"))
     assert files

@@ -18,6 +18,8 @@ PLAYED (one module each, each docstring says exactly what and how):
   CONNECT proxy the apiserver reaches webhooks through;
 - ``loadbalancer``: LoadBalancer ingress (loopback) and the ``default/kubernetes`` Endpoints
   (an RFC 5737 placeholder address);
+- ``config_entries``: the injector's config-entry controller marking ProxyDefaults Synced
+  (no Consul: played once the injector is ready, as its ServiceAccount);
 - ``deletion``: garbage collector and namespace controller.
 
 What each chart line runs is data (``chart_table``); ``pod`` is the kubelet's view of a pod

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from .config_entries import ConfigEntries
 from .deletion import Deletions
 from .jobs import Jobs
 from .loadbalancer import ApiserverEndpoints, LoadBalancers
@@ -98,6 +99,7 @@ class ClusterHarness:
         self.workloads = Workloads(self)
         self.jobs_player = Jobs(self)
         self.webhooks = Webhooks(self)
+        self.config_entries = ConfigEntries(self)
         self.load_balancers = LoadBalancers(self)
         self.endpoints = ApiserverEndpoints(self)
         self.deletions = Deletions(self)
@@ -289,6 +291,8 @@ class ClusterHarness:
                        self.load_balancers.reconcile),
             self.spawn("endpoints", self.poll_loop, "apiserver endpoints",
                        self.endpoints.reconcile),
+            self.spawn("config-entries", self.poll_loop, "config entries",
+                       self.config_entries.reconcile),
             self.spawn("deletion", self.deletions.loop),
         ]
         self._started = True
