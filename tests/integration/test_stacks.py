@@ -211,7 +211,10 @@ def test_a_broken_secondary_fails_soon_naming_the_unready_workload(env):
         del project.overrides["dc3"]
     assert done.returncode != 0
     text = done.stdout + done.stderr
-    assert done.seconds < 60, f"took {done.seconds:.0f} s"
+    # 30 s of Helm's wait, plus the engine, the provider's own preparation of the upgrade and the
+    # pre-upgrade hook: 50-85 s on this 2-core machine depending on load; without the setting,
+    # Helm would wait the default 900 s.
+    assert done.seconds < 90, f"took {done.seconds:.0f} s"
     assert "consul-server" in text and "StatefulSet" in text, text[-4000:]
     assert env.harness["dc3"].unready().get(f"StatefulSet/{NAMESPACE}/consul-server")
     project.write_stack("dc3")
