@@ -389,7 +389,15 @@ def test_proxy_defaults_webhook(planes, primary):
     assert rec.path == "/mutate-v1alpha1-proxydefaults"
     assert 'must be "global"' in _rejected(lambda: custom.create_namespaced_custom_object(
         *gvr, _proxy_defaults("other", "local")))
-    pd = custom.get_namespaced_custom_object(*gvr, "global")
+    # The injector's config-entry controller marks it Synced (a status write, so updates below
+    # start from the object after it, as a client racing a controller would retry).
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        pd = custom.get_namespaced_custom_object(*gvr, "global")
+        if [c["status"] for c in (pd.get("status") or {}).get("conditions", []) if c["type"] == "Synced"] == ["True"]:
+            break
+        time.sleep(0.5)
+    assert pd["status"]["conditions"][0]["reason"] == "PlayedNoConsul", pd.get("status")
     pd["spec"]["meshGateway"]["mode"] = "sideways"
     assert 'Invalid value: "sideways"' in _rejected(
         lambda: custom.replace_namespaced_custom_object(*gvr, "global", pd))
