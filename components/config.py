@@ -117,6 +117,10 @@ class DatacenterConfig:
         """Whether any of these settings was set as a secret, so what it feeds must be one too."""
         return bool(self.secret_settings.intersection(keys))
 
+    def secret_if(self, value: Any, *keys: str) -> Any:
+        """`value` as a Pulumi secret when any of the settings it comes from is one."""
+        return pulumi.Output.secret(value) if self.is_secret(*keys) else value
+
     @property
     def is_primary(self) -> bool:
         return self.role == "primary"
@@ -261,10 +265,9 @@ def _check_chart_version(reader: _Reader, version: str) -> None:
     if parsed is None:
         reader.error("chartVersion", version, "expected a chart release version such as 2.0.3")
     elif parsed < SUPPORTED_MINIMUM:
-        lines = ", ".join(f"{major}.{minor}" for major, minor in values_guard.rendered_lines())
         reader.error("chartVersion", version,
                      f"this program supports Consul chart {fmt(SUPPORTED_MINIMUM)} or later, and CI "
-                     f"renders and installs the {lines} lines (see README, 'Chart versions')")
+                     f"renders and installs the {values_guard.rendered_lines_text()} lines (see README, 'Chart versions')")
 
 
 def _chart_path_version(reader: _Reader, path: str) -> Optional[str]:
@@ -436,10 +439,9 @@ def config_warnings(cfg: DatacenterConfig) -> list[str]:
     version = parse_version(cfg.chart_version)
     checked_against = values_guard.key_list_version(cfg.chart_version)
     if version is not None and line(version) not in values_guard.rendered_lines():
-        lines = ", ".join(f"{major}.{minor}" for major, minor in values_guard.rendered_lines())
         warnings.append(
             f"chart {cfg.chart_version}: CI renders and installs no chart of the "
-            f"{version[0]}.{version[1]} line (it does the {lines} lines), so neither this program's "
+            f"{version[0]}.{version[1]} line (it does the {values_guard.rendered_lines_text()} lines), so neither this program's "
             "values nor helmValues keys are checked against it")
     elif checked_against is not None and checked_against != cfg.chart_version and cfg.helm_values:
         warnings.append(

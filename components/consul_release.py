@@ -28,14 +28,13 @@ def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str
     if cfg.chart_path:
         chart: dict[str, Any] = {"chart": cfg.chart_path}
     else:
-        repo = pulumi.Output.secret(cfg.chart_repo) if cfg.is_secret("chartRepo") else cfg.chart_repo
         chart = {"chart": "consul", "version": cfg.chart_version,
-                 "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=repo)}
+                 "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=cfg.secret_if(cfg.chart_repo, "chartRepo"))}
     return k8s.helm.v3.Release(
         name,
         name=cfg.release_name,
         namespace=namespace,
-        values=pulumi.Output.secret(values) if cfg.is_secret(*VALUE_KEYS) else values,
+        values=cfg.secret_if(values, *VALUE_KEYS),
         timeout=cfg.release_timeout,
         max_history=MAX_HISTORY,
         cleanup_on_fail=True,

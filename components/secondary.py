@@ -42,7 +42,6 @@ class SecondaryDatacenter(pulumi.ComponentResource):
         self.stack_outputs = {
             **common_outputs(cfg),
             outputs.PRIMARY_DATACENTER: primary.apply(lambda p: p.datacenter),
-            outputs.K8S_AUTH_METHOD_HOST:
-                pulumi.Output.secret(auth_host) if cfg.is_secret("k8sAuthMethodHost") else auth_host,
+            outputs.K8S_AUTH_METHOD_HOST: cfg.secret_if(auth_host, "k8sAuthMethodHost"),
         }
         self.register_outputs(self.stack_outputs)

@@ -38,6 +38,11 @@ def rendered_lines() -> list[tuple[int, int]]:
     return sorted({line(parse_version(v)) for v in shipped_versions()})
 
 
+def rendered_lines_text() -> str:
+    """The rendered lines as users write them, e.g. "1.8, 1.9, 2.0"."""
+    return ", ".join(f"{major}.{minor}" for major, minor in rendered_lines())
+
+
 def key_list_version(version: str) -> Optional[str]:
     """The shipped key list to check a chart version against: its own, else the newest of the
     same release line (patch releases do not change values.yaml's keys), else None."""
