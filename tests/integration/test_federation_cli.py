@@ -133,6 +133,12 @@ def test_a_gateway_change_up_on_the_primary_only_is_reported_stale_then_fixed(en
 
     done = cli(env, "up")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    summary = {line.split()[0]: line for line in done.stdout[done.stdout.index("up summary:"):].splitlines()[1:]
+               if line.strip()}
+    assert summary["dc1"].split()[1:3] == ["ok", "same"], summary  # only unchanged resources
+    for dc in ("dc2", "dc3"):  # the new primary_gateways reach each secondary's Release, in place
+        assert "update " in summary[dc] and "same " in summary[dc], summary
+        assert "create" not in summary[dc] and "replace" not in summary[dc] and "delete" not in summary[dc], summary
     done, rows = verify(env)
     assert all(r["status"] == "passed" for r in rows_of(rows, "federation secret = primary's").values())
     current = rows_of(rows, "primary_gateways current")["dc1"]

@@ -5,6 +5,7 @@ run was interrupted. No engine runs here (the Automation API is replaced where i
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,10 @@ class Recorder(operate.Runner):
         super().__init__(".", out=io.StringIO())
         self.failing = set(failing)
         self.ran: list[str] = []
+        self.prepared: list[str] = []
+
+    def prepare(self, names):
+        self.prepared.extend(names)
 
     def run(self, name, operation, create=False):
         self.ran.append(name)
@@ -117,6 +122,7 @@ def test_up_runs_the_primary_then_the_secondaries_and_summarises_changes():
     runner = Recorder()
     assert operate.run_up(federation_plan(), runner, parallel=1) == 0
     assert runner.ran == ["dc1", "dc2", "dc3"]
+    assert runner.prepared == ["dc2", "dc3"]  # selected while the primary runs
     summary = runner.out.getvalue()
     assert [line.split()[:4] for line in summary.splitlines()[2:]] == [
         ["dc1", "ok", "create", "3,"], ["dc2", "ok", "create", "3,"], ["dc3", "ok", "create", "3,"]]
@@ -175,17 +181,23 @@ def test_the_error_named_is_the_engine_diagnostic():
 
 
 class FakeStack:
-    """export_stack and refresh of a stack whose state has `pending` operations; refresh clears
-    all but interrupted creates, as a non-interactive `pulumi refresh` does."""
+    """`pulumi stack export` and refresh of a stack whose state has `pending` operations; refresh
+    clears all but interrupted creates, as a non-interactive `pulumi refresh` does."""
 
     name = "dc2"
 
     def __init__(self, pending):
         self.pending = pending
         self.refreshed = 0
+        self.commands: list[list[str]] = []
+        self.workspace = self  # work_dir, env_vars and pulumi_command, as LocalWorkspace has them
+        self.work_dir, self.env_vars, self.pulumi_command = ".", {}, self
 
-    def export_stack(self):
-        return operate.auto.Deployment(version=3, deployment={"resources": [], "pending_operations": self.pending})
+    def run(self, args, cwd, additional_env, on_output=None, on_error=None):
+        self.commands.append(args)
+        assert args == ["stack", "export", "--stack", "dc2"], args
+        state = {"version": 3, "deployment": {"resources": [], "pending_operations": self.pending}}
+        return operate.auto.CommandResult(stdout=json.dumps(state), stderr="", code=0)
 
     def refresh(self, **kwargs):
         self.refreshed += 1
@@ -202,6 +214,7 @@ def test_a_stack_with_pending_operations_is_refreshed_before_up_and_says_so():
     stack = FakeStack([pending("updating", "dc2-consul")])
     assert operate.refresh_if_pending(stack, said.append) == "refreshed first (1 pending operation(s))"
     assert stack.refreshed == 1
+    assert stack.commands == [["stack", "export", "--stack", "dc2"]] * 2  # before and after; no --show-secrets
     assert said == ["1 pending operation(s) from an interrupted run (dc2-consul): refreshing the stack before up"]
     clean = FakeStack([])
     assert operate.refresh_if_pending(clean, said.append) == "" and clean.refreshed == 0
@@ -215,3 +228,26 @@ def test_an_interrupted_create_that_refresh_leaves_stops_up_with_the_choices():
     assert message.startswith("1 interrupted create(s) remain after refresh (dc2-consul)")
     assert "pulumi refresh -s dc2 --import-pending-creates '<urn> <id>'" in message
     assert "pulumi refresh -s dc2 --clear-pending-creates" in message
+
+
+# The closing lines of `pulumi up --color never` (CLI 3.260.0), every kind of change in one block.
+UP_TAIL = """\
+Outputs:
+    datacenter         : "dc2"
+    federationSecretName: "consul-federation"
+
+Resources:
+    + 2 created
+    ~ 1 updated
+    +-1 replaced
+    - 1 deleted
+    9 unchanged
+
+Duration: 14s
+"""
+
+
+def test_up_change_counts_come_from_the_engine_summary_block():
+    assert operate.resource_changes(["Resources:", "    3 unchanged", ""] + UP_TAIL.splitlines()) == {
+        "create": 2, "update": 1, "replace": 1, "delete": 1, "same": 9}
+    assert operate.resource_changes(["error: update failed"]) == {}
