@@ -51,12 +51,16 @@ which is not configured, i.e. they are dialled directly. Unix socket paths are l
 
 Processes are started with PR_SET_PDEATHSIG so they die with the thread that started them,
 and ``stop()`` is registered with ``atexit``; still, use the context manager or ``stop()``.
+``start()`` after ``stop()`` (or ``restart()``, or ``with plane.stopped():``) brings the plane
+back on the same ports with the same etcd data: the kubeconfig stays valid (an API server that
+is down and returns, for fault tests).
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import ctypes
 import ipaddress
 import json
@@ -71,7 +75,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -244,14 +248,19 @@ class ControlPlane:
         )
 
     def start(self) -> "ControlPlane":
+        """Start etcd and kube-apiserver. After ``stop()`` this is a restart: the same ports
+        and the same etcd data, so kubeconfigs, tokens and every stored object stay valid."""
         if self.running:
             return self
         started = time.monotonic()
+        restart = self.port is not None
         last_error: Optional[ControlPlaneError] = None
         for attempt in range(3):  # a port picked as free can be taken before we bind it
-            if attempt or self.port is None:  # a restart after stop() keeps ports and data
+            if not restart:
                 self._ports = _free_ports(3)
                 shutil.rmtree(self.etcd_data_dir, ignore_errors=True)
+            elif attempt:  # the same ports, never others: wait for the old sockets to go
+                time.sleep(2.0)
             try:
                 self._start_once()
                 self.startup_seconds = time.monotonic() - started
@@ -264,6 +273,21 @@ class ControlPlane:
                     raise
         assert last_error is not None
         raise last_error
+
+    def restart(self) -> "ControlPlane":
+        """``stop()`` then ``start()``: the same server URL and data (see ``start``)."""
+        self.stop()
+        return self.start()
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator["ControlPlane"]:
+        """The plane is down inside the block (its port refuses connections) and started again
+        on the same port with the same data when the block ends, whatever happened in it."""
+        self.stop()
+        try:
+            yield self
+        finally:
+            self.start()
 
     def _start_once(self) -> None:
         client_port, peer_port, self.port = self._ports

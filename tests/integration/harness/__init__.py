@@ -20,7 +20,9 @@ PLAYED (one module each, each docstring says exactly what and how):
   (an RFC 5737 placeholder address);
 - ``config_entries``: the injector's config-entry controller marking ProxyDefaults Synced
   (no Consul: played once the injector is ready, as its ServiceAccount);
-- ``deletion``: garbage collector and namespace controller.
+- ``deletion``: garbage collector and namespace controller;
+- ``faults``: what a test makes go wrong on purpose (``fail_jobs``: Jobs failing as Kubernetes
+  fails them, BackoffLimitExceeded).
 
 What each chart line runs is data (``chart_table``); ``pod`` is the kubelet's view of a pod
 spec; ``commands`` reads container commands as the pod would run them.

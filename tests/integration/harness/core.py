@@ -24,6 +24,7 @@ from kubernetes.client.rest import ApiException
 
 from .config_entries import ConfigEntries
 from .deletion import Deletions
+from .faults import Faults
 from .jobs import Jobs
 from .loadbalancer import ApiserverEndpoints, LoadBalancers
 from .records import AdmissionRecord, JobRecord
@@ -54,7 +55,8 @@ class ClusterHarness:
 
     Use as a context manager (or ``start()``/``stop()``). For tests: ``admissions()``,
     ``wait_for_admission()``, ``jobs()``, ``wait_for_job()``, ``unready()``,
-    ``wait_until_ready()``, ``errors()``, ``clear_errors()``, and the admin API clients
+    ``wait_until_ready()``, ``errors()``, ``clear_errors()``, ``fail_jobs()``/``clear_faults()``
+    (``faults.py``), and the admin API clients
     ``core()``, ``apps()``, ``batch()``, ``admreg()``, ``custom()``.
     """
 
@@ -103,6 +105,7 @@ class ClusterHarness:
         self.load_balancers = LoadBalancers(self)
         self.endpoints = ApiserverEndpoints(self)
         self.deletions = Deletions(self)
+        self.faults = Faults()
         self._started = False
 
     # ---- clients -----------------------------------------------------------------------------
@@ -159,6 +162,15 @@ class ClusterHarness:
             self._service_ip = self.core().read_namespaced_service(
                 "kubernetes", "default", _request_timeout=REQUEST_TIMEOUT).spec.cluster_ip
         return self._service_ip
+
+    # ---- faults (faults.py) ----------------------------------------------------------------
+
+    def fail_jobs(self, names) -> None:
+        """Fail every Job of these names picked up from now on (BackoffLimitExceeded)."""
+        self.faults.fail_jobs(names)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
 
     # ---- records -----------------------------------------------------------------------------
 

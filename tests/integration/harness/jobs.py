@@ -49,6 +49,9 @@ PLAYED, fail closed. Every unsuspended, unfinished Job in any namespace is "run"
      ServiceAccount token (``tls-init-cleanup``): deletes the Secret as that ServiceAccount.
      STRICTER than real curl, which exits 0 on any HTTP status: a 403 fails the Job.
 
+A fault switched on with ``ClusterHarness.fail_jobs`` (``faults.py``) fails the named Jobs
+before step 1, with no side effect.
+
 4. The Job's status is set as the job controller would: ``startTime``/``active`` first, then
    ``succeeded`` + ``completionTime`` + ``SuccessCriteriaMet``/``Complete``, or ``failed`` =
    backoffLimit + 1 with ``FailureTarget``/``Failed`` carrying the message.
@@ -74,6 +77,7 @@ from pki import issue_cert, make_ca
 from .chart_table import CONSUL_SERVER, CONTROL_PLANE, MESH_GATEWAY, chart_line_of
 from .commands import argvs, check_invocation, command_of, flag, flag_bool, run_script
 from .errors import HarnessError, NotYet, StopNow
+from .faults import BACKOFF_LIMIT_MESSAGE
 from .pod import PodView, blockers, read_data
 from .records import JobRecord
 
@@ -220,6 +224,10 @@ class Jobs:
         if not (job.status and job.status.start_time):
             self._patch_status(ns, name, {"startTime": _now(), "active": 1})
         done: list[str] = []
+        injected = self.h.faults.job_failure(name)
+        if injected is not None:  # faults.py: fails before any side effect, as Kubernetes would
+            self._fail(raw, injected, done, condition_message=BACKOFF_LIMIT_MESSAGE)
+            return
         try:
             self._perform(raw, done)
         except HarnessError as e:
@@ -320,12 +328,18 @@ class Jobs:
             self.h.log.info("job %s/%s complete (%s)", ns, name, ", ".join(done) or "-")
             self.h.record_job(JobRecord(ns, name, done, "complete"))
 
-    def _fail(self, job: dict, message: str, done: list[str]) -> None:
+    def _fail(self, job: dict, message: str, done: list[str],
+              condition_message: Optional[str] = None) -> None:
+        """Fail the Job; with ``condition_message`` (an injected fault) the conditions carry
+        it as the job controller words it, and the failure is not a harness error."""
         ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        self.h.error("job %s/%s failed: %s", ns, name, message)
+        if condition_message is None:
+            self.h.error("job %s/%s failed: %s", ns, name, message)
+        else:
+            self.h.log.info("job %s/%s failed on purpose: %s", ns, name, message)
         now = _now()
         cond = lambda t: {"type": t, "status": "True", "reason": "BackoffLimitExceeded",  # noqa
-                          "message": f"harness: {message}"[:1000],
+                          "message": (condition_message or f"harness: {message}")[:1000],
                           "lastProbeTime": now, "lastTransitionTime": now}
         backoff = job["spec"].get("backoffLimit", 6)
         try:
