@@ -2,6 +2,13 @@
 
 helm.v3.Release (not helm.v4.Chart) because only a Release runs the chart's hooks, and the
 federation secret is written by a post-install hook.
+
+A failed install or upgrade (Helm marks the revision failed; `cleanup_on_fail` deletes what the
+failed revision created) is retried by the next `pulumi up`: the provider records the failure
+and the engine updates a resource with such an error again even when its inputs did not change.
+Two hooks make that retry work and the failure legible: on error, the unready workloads and
+failed hook Jobs are named (readiness.py); before an update, the hook Jobs a failed operation
+left behind are deleted, since Helm could not create them again (hook_jobs.py).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .config import VALUE_KEYS, DatacenterConfig
+from .hook_jobs import delete_leftover_hook_jobs
 from .kube_cluster import resolve_kubeconfig
 from .readiness import explain_failed_release
 
@@ -25,6 +33,7 @@ def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str
     """The Release with `values`, which stay plain (so `pulumi preview --diff` shows each chart
     value) unless a setting they come from was set with --secret: then they are a Pulumi secret
     as a whole (a secret chart repository URL likewise)."""
+    kubeconfig = resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context)
     if cfg.chart_path:
         chart: dict[str, Any] = {"chart": cfg.chart_path}
     else:
@@ -40,6 +49,8 @@ def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str
         cleanup_on_fail=True,
         **chart,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(hooks=pulumi.ResourceHookBinding(
-            on_error=[explain_failed_release(name, resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context),
-                                             cfg.kube_context, cfg.namespace, cfg.release_name)]))),
+            before_update=[delete_leftover_hook_jobs(name, kubeconfig, cfg.kube_context, cfg.namespace,
+                                                     cfg.release_name)],
+            on_error=[explain_failed_release(name, kubeconfig, cfg.kube_context, cfg.namespace,
+                                             cfg.release_name)]))),
     )

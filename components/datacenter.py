@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from . import outputs
 from .config import DatacenterConfig
 from .consul_release import consul_release
-from .kube_cluster import make_provider, resolve_kubeconfig
+from .kube_cluster import make_provider, require_reachable, resolve_kubeconfig
 from .proxy_defaults import proxy_defaults
 
 
@@ -32,14 +32,15 @@ def common_outputs(cfg: DatacenterConfig) -> dict[str, Any]:
 
 def cluster(name: str, cfg: DatacenterConfig, parent: pulumi.Resource,
             after: Optional[pulumi.Output[Any]] = None) -> tuple[k8s.Provider, k8s.core.v1.Namespace]:
-    """This datacenter's provider and namespace. With `after`, the provider takes its context
-    through that Output, so no Kubernetes resource is registered before it resolves, or at all
-    if it fails."""
+    """This datacenter's provider and namespace, once the cluster's API server answered
+    (ClusterUnreachable otherwise). With `after`, the provider takes its context through that
+    Output, so no Kubernetes resource is registered before it resolves, or at all if it fails."""
+    kubeconfig = resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context)
+    require_reachable(kubeconfig, cfg.kube_context)  # else nothing of this cluster is registered
     context: pulumi.Input[str] = cfg.kube_context
     if after is not None:
         context = after.apply(lambda _: cfg.kube_context)
-    provider = make_provider(f"{name}-k8s", resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context),
-                             context, pulumi.ResourceOptions(parent=parent))
+    provider = make_provider(f"{name}-k8s", kubeconfig, context, pulumi.ResourceOptions(parent=parent))
     namespace = k8s.core.v1.Namespace(
         f"{name}-namespace",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=cfg.namespace),

@@ -2,18 +2,33 @@
 
 Every Kubernetes resource of a datacenter goes through the provider made here (never the default
 provider, which would follow whatever context the user's shell happens to have selected).
+
+Before the provider is made, the program checks that the context's API server answers at all
+(``require_reachable``): an unreachable cluster then stops the run within
+``REACHABILITY_TIMEOUT`` seconds, before any resource is registered, with a message that names
+the context, the server URL and what to check, instead of the provider's per-resource
+"cluster is unreachable" errors, which name neither the context nor the cause and suggest
+PULUMI_K8S_DELETE_UNREACHABLE (right for a deleted cluster, wrong for one that is down).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any, Optional, Sequence
+import socket
+import ssl
+import time
+import urllib.request
+from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
+
+# How long the API server has to answer the reachability check (TCP connect, TLS handshake and
+# the first bytes of an HTTP answer together).
+REACHABILITY_TIMEOUT = 10.0
 
 
 def make_provider(name: str, kubeconfig: str, context: pulumi.Input[str],
@@ -55,11 +70,92 @@ def resolve_kubeconfig(kubeconfig: Optional[str], context: str) -> str:
     return paths[0]
 
 
-def context_server(kubeconfig: str, context: str) -> Optional[str]:
-    """The API server URL a kubeconfig file gives for a context, or None if it cannot tell."""
+def context_cluster(kubeconfig: str, context: str) -> dict[str, Any]:
+    """The `cluster` entry a kubeconfig file gives for a context ({} if it cannot tell)."""
     doc = _load(kubeconfig)
     cluster_name = _named(doc, "contexts", "context").get(context, {}).get("cluster")
-    return _named(doc, "clusters", "cluster").get(cluster_name, {}).get("server") or None
+    return _named(doc, "clusters", "cluster").get(cluster_name, {})
+
+
+def context_server(kubeconfig: str, context: str) -> Optional[str]:
+    """The API server URL a kubeconfig file gives for a context, or None if it cannot tell."""
+    return context_cluster(kubeconfig, context).get("server") or None
+
+
+class ClusterUnreachable(pulumi.RunError):
+    """The API server of a datacenter's context did not answer; a RunError, so no traceback."""
+
+    def __init__(self, context: str, server: str, kubeconfig: str, why: str):
+        self.context, self.server, self.why = context, server, why
+        super().__init__(
+            f"the Kubernetes API server of kubeconfig context {context!r} is unreachable: "
+            f"{server} ({why}; kubeconfig {kubeconfig}). Nothing was changed. Check that this "
+            "cluster is running and that this machine can reach that address (VPN, firewall, "
+            "proxy), and that the context's server in the kubeconfig is current (a re-created "
+            "cluster often has a new address or port); then run again.")
+
+
+def goes_through_proxy(cluster: Mapping[str, Any], server: str) -> bool:
+    """Whether the provider reaches `server` through a proxy (the cluster's proxy-url, or
+    HTTPS_PROXY/HTTP_PROXY not bypassed by NO_PROXY): then a direct connection proves nothing."""
+    if cluster.get("proxy-url"):
+        return True
+    url = urlparse(server)
+    return bool(urllib.request.getproxies().get(url.scheme)) and \
+        not urllib.request.proxy_bypass(url.hostname or "")
+
+
+def probe_api_server(server: str, timeout: float) -> Optional[str]:
+    """None if something answers at `server` within `timeout` seconds, else why not.
+
+    Answering is enough: any HTTP status, or a TLS alert (a server that wants a client
+    certificate), is an API server that is up; credentials are the provider's business. Only
+    a connection that cannot be opened (refused, no route, unknown host) or that stays silent
+    (no TLS handshake, no HTTP answer: a server that is hung or a firewall that drops packets)
+    is unreachable. Nothing is sent but `GET /version` without credentials.
+    """
+    url = urlparse(server)
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            raw.settimeout(max(0.1, deadline - time.monotonic()))  # one budget for every step
+            conn: socket.socket = raw
+            if url.scheme == "https":
+                tls = ssl.create_default_context()
+                tls.check_hostname = False
+                tls.verify_mode = ssl.CERT_NONE  # only "does it answer": nothing secret is sent
+                try:
+                    ipaddress.ip_address(host)
+                    sni = None
+                except ValueError:
+                    sni = host
+                conn = tls.wrap_socket(raw, server_hostname=sni)
+            conn.settimeout(max(0.1, deadline - time.monotonic()))
+            conn.sendall(f"GET /version HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            conn.recv(1)
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except ssl.SSLError:
+        return None  # a TLS alert is an answer
+    except OSError as exc:
+        return exc.strerror or exc.__class__.__name__
+    return None
+
+
+def require_reachable(kubeconfig: str, context: str, timeout: float = REACHABILITY_TIMEOUT) -> None:
+    """Raise ClusterUnreachable unless the context's API server answers within `timeout`.
+
+    Skipped (the provider reports it) when the kubeconfig does not give the context a server,
+    and when the provider would go through a proxy."""
+    cluster = context_cluster(kubeconfig, context)
+    server = cluster.get("server")
+    if not server or goes_through_proxy(cluster, server):
+        return
+    why = probe_api_server(server, timeout)
+    if why is not None:
+        raise ClusterUnreachable(context, server, kubeconfig, why)
 
 
 def is_loopback_url(url: str) -> bool:

@@ -4,6 +4,8 @@ Helm's wait ends with "context deadline exceeded" and names nothing: the Helm in
 pulumi-kubernetes logs the unready objects at debug level only. So an error hook on the Release
 reads the release's workloads after a failed create or update and reports each unready one,
 with the Secrets, keys and ConfigMaps its pods lack, as a kubelet would refuse to start them.
+It also reports each hook Job that failed (a post-upgrade create-federation-secret, say), with
+the command that shows its logs and what the next `pulumi up` does about it (hook_jobs.py).
 Messages carry names and keys only, never a value.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 import pulumi
+
+from .hook_jobs import failed_hook_lines, read_release_jobs
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
@@ -101,14 +105,24 @@ def read_unready(kubeconfig: str, context: str, namespace: str, release: str) ->
     return explain_unready(workloads, secrets, config_maps)
 
 
+def failed_hooks_message(namespace: str, release: str, operation: str, hooks: list[str]) -> str:
+    return (f"Helm release {namespace}/{release} ({operation}): a hook failed, so Helm marked this "
+            "revision failed:\n" + "\n".join(f"  - {line}" for line in hooks) + "\n"
+            "Read the logs before running pulumi up again: that run deletes the hook Jobs Helm left "
+            "behind (Helm could not create them again) and then retries the upgrade with its hooks.")
+
+
 def explain_failed_release(name: str, kubeconfig: str, context: str, namespace: str,
                            release: str) -> pulumi.ErrorHook:
     """An error hook for the Release: after a failed create or update, log every unready
-    workload of the release; never retries (Helm already waited the release timeout)."""
+    workload and every failed hook Job of the release; never retries (Helm already waited the
+    release timeout)."""
 
     def hook(args: pulumi.ErrorHookArgs) -> bool:
         try:
             lines = read_unready(kubeconfig, context, namespace, release)
+            hooks = failed_hook_lines(read_release_jobs(kubeconfig, context, namespace, release),
+                                      context, namespace)
         except Exception as exc:  # the cluster may be the thing that failed: say so, stay quiet
             pulumi.log.warn(f"could not read the workloads of Helm release {namespace}/{release} "
                             f"(context {context}) to explain the failure: {exc.__class__.__name__}")
@@ -117,6 +131,8 @@ def explain_failed_release(name: str, kubeconfig: str, context: str, namespace: 
             pulumi.log.error(
                 f"Helm release {namespace}/{release} ({args.failed_operation}) is not ready; "
                 "Helm's wait gave up on:\n" + "\n".join(f"  - {line}" for line in lines))
+        if hooks:
+            pulumi.log.error(failed_hooks_message(namespace, release, args.failed_operation, hooks))
         return False
 
     return pulumi.ErrorHook(f"{name}-explain-unready", hook)

@@ -78,6 +78,7 @@ class Registration:
     secret_inputs: set[str] = field(default_factory=set)  # inputs that are Pulumi secrets
     read_id: Optional[str] = None
     error_hooks: list[pulumi.ErrorHook] = field(default_factory=list)  # run when an operation fails
+    before_update_hooks: list[pulumi.ResourceHook] = field(default_factory=list)
 
 
 def _plain(value: Any) -> Any:
@@ -112,6 +113,7 @@ class Recorder:
                 depends_on=[name(d) for d in opts.depends_on or []])
             if opts.hooks is not None:
                 reg.error_hooks = list(opts.hooks.on_error or [])
+                reg.before_update_hooks = list(opts.hooks.before_update or [])
             if opts.id is not None:
                 reg.read_id = await pulumi.Output.from_input(opts.id).future()
             for key, value in (args.props or {}).items():

@@ -84,6 +84,7 @@ def test_the_release_explains_its_own_failure(monkeypatch):
     assert hook.name == "dc1-consul-explain-unready"
     seen, logged = [], []
     monkeypatch.setattr(readiness, "read_unready", lambda *a: seen.append(a) or ["StatefulSet mesh/x: 0 of 1 replicas ready"])
+    monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [])  # no hook failed
     monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
     args = pulumi.ErrorHookArgs(urn="u", id="", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
                                 failed_operation="create", errors=["context deadline exceeded"])
@@ -91,3 +92,53 @@ def test_the_release_explains_its_own_failure(monkeypatch):
     assert seen == [("/k/config", "dc1", "mesh", "hc")]
     assert logged == ["Helm release mesh/hc (create) is not ready; Helm's wait gave up on:\n"
                       "  - StatefulSet mesh/x: 0 of 1 replicas ready"]
+
+
+def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monkeypatch):
+    """A post-upgrade hook failed, every workload is ready: the error names the hook Job, how it
+    failed and the command that shows its logs."""
+    import pulumi
+
+    from components import readiness
+
+    failed = {"metadata": {"name": "consul-create-federation-secret",
+                           "annotations": {"helm.sh/hook": "post-install,post-upgrade",
+                                           "helm.sh/hook-delete-policy": "hook-succeeded"}},
+              "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                         "message": "Job has reached the specified backoff limit"}]}}
+    logged = []
+    monkeypatch.setattr(readiness, "read_unready", lambda *a: [])
+    monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [failed])
+    monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
+    hook = readiness.explain_failed_release("dc1-consul", "/k/config", "kind-dc1", "consul", "consul")
+    args = pulumi.ErrorHookArgs(urn="u", id="consul/consul", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
+                                failed_operation="update", errors=["post-upgrade hooks failed"])
+    assert hook(args) is False
+    (message,) = logged
+    assert message.startswith("Helm release consul/consul (update): a hook failed, so Helm marked this "
+                              "revision failed:\n  - hook Job consul/consul-create-federation-secret "
+                              "(post-install,post-upgrade) Failed: BackoffLimitExceeded: Job has reached "
+                              "the specified backoff limit; its logs: kubectl --context kind-dc1 -n consul "
+                              "logs job/consul-create-federation-secret\n")
+    assert "deletes the hook Jobs Helm left behind" in message
+
+
+def test_a_cluster_that_cannot_be_read_is_a_warning_not_a_second_error(monkeypatch):
+    import pulumi
+
+    from components import readiness
+
+    warned, logged = [], []
+
+    def unreachable(*a):
+        raise ConnectionRefusedError()
+
+    monkeypatch.setattr(readiness, "read_unready", unreachable)
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
+    monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
+    hook = readiness.explain_failed_release("dc2-consul", "/k/config", "dc2", "consul", "consul")
+    args = pulumi.ErrorHookArgs(urn="u", id="", name="dc2-consul", type="kubernetes:helm.sh/v3:Release",
+                                failed_operation="update", errors=["x"])
+    assert hook(args) is False and not logged
+    assert warned == ["could not read the workloads of Helm release consul/consul (context dc2) to explain "
+                      "the failure: ConnectionRefusedError"]

@@ -1,0 +1,120 @@
+"""Hook Jobs a failed Helm operation leaves behind: which ones block the next upgrade, and the
+Release's before-update hook that deletes them (components/hook_jobs.py)."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+from components import hook_jobs
+from components.hook_jobs import failed_hook_lines, finished, leftover_hook_jobs
+
+pytestmark = pytest.mark.unit
+
+FAILED = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+          "message": "Job has reached the specified backoff limit"}
+COMPLETE = {"type": "Complete", "status": "True", "reason": "CompletionsReached"}
+
+
+def job(name: str, *conditions: dict, hook: str | None = "post-install,post-upgrade",
+        policy: str | None = "hook-succeeded") -> dict:
+    annotations = {}
+    if hook is not None:
+        annotations["helm.sh/hook"] = hook
+    if policy is not None:
+        annotations["helm.sh/hook-delete-policy"] = policy
+    return {"metadata": {"name": name, "annotations": annotations},
+            "status": {"conditions": list(conditions)}}
+
+
+@pytest.mark.parametrize("conditions,expected", [
+    ((), None),
+    (({"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"},), None),
+    ((COMPLETE,), "Complete"),
+    (({"type": "SuccessCriteriaMet", "status": "True"}, COMPLETE), "Complete"),
+    (({**COMPLETE, "status": "False"},), None),
+    ((FAILED,), "Failed: BackoffLimitExceeded: Job has reached the specified backoff limit"),
+    (({"type": "Failed", "status": "True"},), "Failed"),
+])
+def test_finished(conditions, expected):
+    assert finished(job("j", *conditions)) == expected
+
+
+def test_leftovers_are_the_finished_hooks_helm_would_not_delete_before_creating_them():
+    """After a failed create-federation-secret (chart 2.0.3): it and server-acl-init-cleanup,
+    which succeeded before it, block the next upgrade; the others do not."""
+    jobs = [
+        job("consul-create-federation-secret", FAILED),                                   # hook-succeeded
+        job("consul-server-acl-init-cleanup", COMPLETE, policy="hook-succeeded,hook-failed"),
+        job("consul-gateway-resources", COMPLETE, policy="hook-succeeded,before-hook-creation"),
+        job("consul-no-policy", COMPLETE, policy=None),           # Helm's default: before-hook-creation
+        job("consul-still-running"),                              # not finished: never touched
+        job("consul-server-acl-init", COMPLETE, hook=None, policy=None),  # not a hook
+    ]
+    assert leftover_hook_jobs(jobs) == [
+        ("consul-create-federation-secret",
+         "Failed: BackoffLimitExceeded: Job has reached the specified backoff limit"),
+        ("consul-server-acl-init-cleanup", "Complete")]
+
+
+def test_failed_hook_lines_name_only_failed_hooks():
+    jobs = [job("consul-create-federation-secret", FAILED), job("consul-server-acl-init-cleanup", COMPLETE),
+            job("consul-server-acl-init", FAILED, hook=None)]
+    assert failed_hook_lines(jobs, "kind-dc1", "consul") == [
+        "hook Job consul/consul-create-federation-secret (post-install,post-upgrade) Failed: "
+        "BackoffLimitExceeded: Job has reached the specified backoff limit; its logs: "
+        "kubectl --context kind-dc1 -n consul logs job/consul-create-federation-secret"]
+
+
+def hook_args() -> pulumi.ResourceHookArgs:
+    return pulumi.ResourceHookArgs(urn="u", id="consul/consul", name="dc1-consul",
+                                   type="kubernetes:helm.sh/v3:Release")
+
+
+def test_the_release_deletes_leftover_hook_jobs_before_an_update(monkeypatch):
+    """The Release of every stack carries the hook, bound to its kubeconfig, context, namespace
+    and release; it deletes exactly the leftovers and says which."""
+    from pulumi_mocks import run_program
+    from stack_matrix import primary
+
+    run = run_program(primary(namespace="mesh", releaseName="hc", kubeconfig="/k/config"),
+                      federation={"mesh/consul-federation": {}})
+    (release,) = [r for r in run.registrations if r.type == "kubernetes:helm.sh/v3:Release"]
+    (hook,) = release.before_update_hooks
+    assert hook.name == "dc1-consul-delete-leftover-hook-jobs"
+    assert not hook.opts or not hook.opts.on_dry_run  # never in a preview
+    read, deleted, warned = [], [], []
+    monkeypatch.setattr(hook_jobs, "read_release_jobs", lambda *a: read.append(a) or [
+        job("consul-create-federation-secret", FAILED), job("consul-gateway-resources", COMPLETE,
+                                                            policy="before-hook-creation")])
+    monkeypatch.setattr(hook_jobs, "delete_jobs", lambda *a: deleted.append(a) or [])
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
+    hook.callback(hook_args())
+    assert read == [("/k/config", "dc1", "mesh", "hc")]
+    assert deleted == [("/k/config", "dc1", "mesh", ["consul-create-federation-secret"])]
+    assert warned == ["deleted hook Job mesh/consul-create-federation-secret (Failed: BackoffLimitExceeded: "
+                      "Job has reached the specified backoff limit), which a failed Helm operation of this "
+                      "release left behind: Helm could not create it again otherwise"]
+
+
+def test_nothing_left_means_nothing_deleted_or_said(monkeypatch):
+    hook = hook_jobs.delete_leftover_hook_jobs("dc1-consul", "/k/config", "dc1", "consul", "consul")
+    monkeypatch.setattr(hook_jobs, "read_release_jobs", lambda *a: [job("consul-x", COMPLETE,
+                                                                        policy="before-hook-creation")])
+    monkeypatch.setattr(hook_jobs, "delete_jobs", lambda *a: pytest.fail("nothing to delete"))
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: pytest.fail(message))
+    hook.callback(hook_args())
+
+
+def test_a_cluster_that_cannot_be_read_does_not_block_the_upgrade(monkeypatch):
+    hook = hook_jobs.delete_leftover_hook_jobs("dc1-consul", "/k/config", "dc1", "consul", "consul")
+    warned = []
+
+    def refused(*a):
+        raise ConnectionRefusedError()
+
+    monkeypatch.setattr(hook_jobs, "read_release_jobs", refused)
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
+    hook.callback(hook_args())  # no exception: Helm reports the real problem
+    assert warned == ["could not look for hook Jobs left by a failed Helm operation of release consul/consul "
+                      "(context dc1): ConnectionRefusedError"]

@@ -1,0 +1,147 @@
+"""The reachability check of a datacenter's API server (components/kube_cluster.py): the probe
+against sockets on this machine's loopback interface (no other network), and the program under
+mocks with the probe's answer set by the `probes` fixture (conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from components import kube_cluster
+from components.kube_cluster import REACHABILITY_TIMEOUT, ClusterUnreachable, goes_through_proxy, require_reachable
+from pulumi_mocks import ProgramFailed, primary_outputs, run_program
+from stack_matrix import PRIMARY_REF, primary, secondary
+
+pytestmark = pytest.mark.unit
+
+REAL_PROBE = kube_cluster.probe_api_server  # conftest replaces it once a test starts
+
+
+def kubeconfig(tmp_path, server: str, **cluster) -> str:
+    path = tmp_path / "kubeconfig"
+    extra = "".join(f", {k}: \"{v}\"" for k, v in cluster.items())
+    path.write_text(f"""
+apiVersion: v1
+kind: Config
+clusters:
+- name: c2
+  cluster: {{server: "{server}"{extra}}}
+contexts:
+- name: dc2
+  context: {{cluster: c2, user: u}}
+users:
+- name: u
+  user: {{token: t}}
+""")
+    return str(path)
+
+
+@pytest.fixture
+def listener():
+    """A loopback socket that listens but never accepts: the kernel completes the TCP handshake
+    and then nothing answers, like a hung API server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def http_server():
+    """A loopback server that answers every connection with 401 (an answer all the same)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    stop = threading.Event()
+
+    def serve():
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_probe_refused():
+    assert REAL_PROBE(f"https://127.0.0.1:{closed_port()}", 2.0) == "Connection refused"
+
+
+def test_probe_silent_server_times_out(listener):
+    assert REAL_PROBE(f"https://127.0.0.1:{listener}", 0.5) == "no answer within 0.5 s"
+
+
+def test_probe_any_http_answer_is_reachable(http_server):
+    assert REAL_PROBE(f"http://127.0.0.1:{http_server}", 2.0) is None
+
+
+def test_probe_a_tls_alert_is_an_answer(http_server):
+    """A plain-HTTP answer to a TLS hello fails the handshake: still a server that is up."""
+    assert REAL_PROBE(f"https://127.0.0.1:{http_server}", 2.0) is None
+
+
+def test_unreachable_names_the_context_the_server_and_what_to_check(tmp_path, probes):
+    path = kubeconfig(tmp_path, "https://10.9.8.7:6443")
+    probes.answers["https://10.9.8.7:6443"] = "no answer within 10 s"
+    with pytest.raises(ClusterUnreachable) as info:
+        require_reachable(path, "dc2")
+    assert probes.calls == [("https://10.9.8.7:6443", REACHABILITY_TIMEOUT)]
+    assert str(info.value) == (
+        f"the Kubernetes API server of kubeconfig context 'dc2' is unreachable: https://10.9.8.7:6443 "
+        f"(no answer within 10 s; kubeconfig {path}). Nothing was changed. Check that this cluster is "
+        "running and that this machine can reach that address (VPN, firewall, proxy), and that the "
+        "context's server in the kubeconfig is current (a re-created cluster often has a new address "
+        "or port); then run again.")
+
+
+def test_no_server_or_a_proxy_skips_the_check(tmp_path, probes, monkeypatch):
+    require_reachable(str(tmp_path / "missing"), "dc2")  # the provider reports the unknown context
+    require_reachable(kubeconfig(tmp_path, "https://10.9.8.7:6443", **{"proxy-url": "http://proxy:3128"}), "dc2")
+    assert probes.calls == []
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    monkeypatch.setenv("NO_PROXY", "10.9.8.7")
+    assert not goes_through_proxy({}, "https://10.9.8.7:6443")
+    assert goes_through_proxy({}, "https://10.9.8.6:6443")
+
+
+@pytest.mark.parametrize("role", ["primary", "secondary"])
+def test_an_unreachable_cluster_stops_the_program_before_any_kubernetes_resource(tmp_path, probes, role):
+    """Nothing of the cluster reaches the engine, not even its provider: the error is the only
+    thing the run says, and `pulumi preview` fails the same way."""
+    server = "https://127.0.0.1:44123"
+    probes.answers[server] = "Connection refused"
+    path = kubeconfig(tmp_path, server)
+    if role == "primary":
+        config, stack, stacks = primary(kubeContext="dc2", kubeconfig=path), "dc1", {}
+    else:
+        config, stack, stacks = secondary(kubeconfig=path), "dc2", {PRIMARY_REF: primary_outputs()}
+    with pytest.raises(ProgramFailed) as info:
+        run_program(config, stack, stacks=stacks)
+    assert isinstance(info.value.error, ClusterUnreachable)
+    assert info.value.error.context == "dc2" and info.value.error.server == server
+    assert not [t for t in info.value.types() if t.startswith(("kubernetes:", "pulumi:providers:"))]
+    assert probes.calls == [(server, REACHABILITY_TIMEOUT)]
+
+
+def test_a_reachable_cluster_is_probed_once_per_run(tmp_path, probes):
+    path = kubeconfig(tmp_path, "https://dc2.example.com:6443")
+    run_program(secondary(kubeconfig=path), "dc2", stacks={PRIMARY_REF: primary_outputs()})
+    assert probes.calls == [("https://dc2.example.com:6443", REACHABILITY_TIMEOUT)]
