@@ -20,7 +20,6 @@ error (unknown option) exits 1, as for every ``python -m federation`` command.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -34,6 +33,7 @@ import yaml
 from pulumi import automation as auto
 
 from . import stacks as stack_files
+from .recovery import InterruptedCreates, refresh_if_pending
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -246,48 +246,12 @@ class Runner:
             return list(pool.map(lambda n: self.run(n, operation, create), names))
 
 
-class InterruptedCreates(Exception):
-    """Creates an interrupted run left, which a non-interactive refresh skips: the object may
-    exist in the cluster without the state knowing it, and only the user can tell."""
-
-
 def _cli(stack: auto.Stack, args: list[str], on_output: Optional[Callable[[str], None]] = None) -> str:
     """A pulumi command on this stack's workspace, through the Automation API's PulumiCommand."""
     workspace = stack.workspace
     result = workspace.pulumi_command.run([*args, "--stack", stack.name], workspace.work_dir,
                                           workspace.env_vars, on_output=on_output, on_error=on_output)
     return result.stdout
-
-
-def _pending(stack: auto.Stack) -> list[dict]:
-    """The state's pending operations. Exported without --show-secrets: the check needs no
-    decryption (each decrypting command pays the passphrase's key derivation)."""
-    deployment = json.loads(_cli(stack, ["stack", "export"])).get("deployment") or {}
-    return list(deployment.get("pending_operations") or [])
-
-
-def _name(op: dict) -> str:
-    return op.get("resource", {}).get("urn", "?").rsplit("::", 1)[-1]
-
-
-def refresh_if_pending(stack: auto.Stack, on_output: Callable[[str], None]) -> str:
-    """An interrupted run leaves pending operations in the state; refresh reconciles them with
-    the cluster before up, instead of up failing on (or recreating) half-made resources."""
-    pending = _pending(stack)
-    if not pending:
-        return ""
-    on_output(f"{len(pending)} pending operation(s) from an interrupted run ({', '.join(map(_name, pending))}): "
-              "refreshing the stack before up")
-    stack.refresh(on_output=on_output, on_error=on_output, color="never")
-    creates = [op for op in _pending(stack) if op.get("type") == "creating"]
-    if creates:
-        urns = " ".join(op.get("resource", {}).get("urn", "?") for op in creates)
-        raise InterruptedCreates(
-            f"{len(creates)} interrupted create(s) remain after refresh ({', '.join(map(_name, creates))}): "
-            f"the object may exist in the cluster without the state knowing. If it exists: pulumi refresh "
-            f"-s {stack.name} --import-pending-creates '<urn> <id>' ({urns}); if not: pulumi refresh -s "
-            f"{stack.name} --clear-pending-creates. Then run up again")
-    return f"refreshed first ({len(pending)} pending operation(s))"
 
 
 # The closing "Resources:" block of the engine's text output: "+ 3 created", "12 unchanged".

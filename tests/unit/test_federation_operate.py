@@ -1,11 +1,11 @@
 """`python -m federation up | preview | destroy`: input refused before anything runs, the stage
-order, stopping at the first failed stage, destroy's refusal, refresh before up when an earlier
-run was interrupted. No engine runs here (the Automation API is replaced where it would start one)."""
+order, stopping at the first failed stage, destroy's refusal (refresh before up when an earlier
+run was interrupted: test_federation_recovery.py). No engine runs here (the Automation API is
+replaced where it would start one)."""
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pytest
@@ -178,56 +178,6 @@ def test_the_error_named_is_the_engine_diagnostic():
         "its pods reference key serverConfig missing in secret consul-federation")
     assert operate.error_summary(["Updating (dc2):"], "\n code: 255\n stdout: \n stderr: no stack named dc2\n") == \
         "code: 255\nstdout:\nstderr: no stack named dc2"
-
-
-class FakeStack:
-    """`pulumi stack export` and refresh of a stack whose state has `pending` operations; refresh
-    clears all but interrupted creates, as a non-interactive `pulumi refresh` does."""
-
-    name = "dc2"
-
-    def __init__(self, pending):
-        self.pending = pending
-        self.refreshed = 0
-        self.commands: list[list[str]] = []
-        self.workspace = self  # work_dir, env_vars and pulumi_command, as LocalWorkspace has them
-        self.work_dir, self.env_vars, self.pulumi_command = ".", {}, self
-
-    def run(self, args, cwd, additional_env, on_output=None, on_error=None):
-        self.commands.append(args)
-        assert args == ["stack", "export", "--stack", "dc2"], args
-        state = {"version": 3, "deployment": {"resources": [], "pending_operations": self.pending}}
-        return operate.auto.CommandResult(stdout=json.dumps(state), stderr="", code=0)
-
-    def refresh(self, **kwargs):
-        self.refreshed += 1
-        self.pending = [op for op in self.pending if op["type"] == "creating"]
-
-
-def pending(op_type, name):
-    return {"type": op_type, "resource": {
-        "urn": f"urn:pulumi:dc2::consul-federation::kubernetes:helm.sh/v3:Release::{name}"}}
-
-
-def test_a_stack_with_pending_operations_is_refreshed_before_up_and_says_so():
-    said: list[str] = []
-    stack = FakeStack([pending("updating", "dc2-consul")])
-    assert operate.refresh_if_pending(stack, said.append) == "refreshed first (1 pending operation(s))"
-    assert stack.refreshed == 1
-    assert stack.commands == [["stack", "export", "--stack", "dc2"]] * 2  # before and after; no --show-secrets
-    assert said == ["1 pending operation(s) from an interrupted run (dc2-consul): refreshing the stack before up"]
-    clean = FakeStack([])
-    assert operate.refresh_if_pending(clean, said.append) == "" and clean.refreshed == 0
-
-
-def test_an_interrupted_create_that_refresh_leaves_stops_up_with_the_choices():
-    stack = FakeStack([pending("creating", "dc2-consul"), pending("updating", "dc2-namespace")])
-    with pytest.raises(operate.InterruptedCreates) as stopped:
-        operate.refresh_if_pending(stack, lambda line: None)
-    message = str(stopped.value)
-    assert message.startswith("1 interrupted create(s) remain after refresh (dc2-consul)")
-    assert "pulumi refresh -s dc2 --import-pending-creates '<urn> <id>'" in message
-    assert "pulumi refresh -s dc2 --clear-pending-creates" in message
 
 
 # The closing lines of `pulumi up --color never` (CLI 3.260.0), every kind of change in one block.

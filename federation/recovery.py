@@ -1,0 +1,305 @@
+"""Recovering a stack from an interrupted ``pulumi up`` before ``python -m federation up`` runs it.
+
+What an interrupted run leaves behind (measured by tests/integration/test_faults_state.py with
+pulumi 3.260.0, pulumi-kubernetes 4.x and its embedded Helm 3.18):
+
+- **Ctrl-C (SIGINT)**: the engine cancels the provider, Helm marks the release ``failed``, the
+  Release is saved in the state with an initialization error, the lock is released. Nothing to
+  recover here: the next ``up`` upgrades the failed release.
+- **SIGKILL** of the CLI and its plugins (a killed CI job, container or machine): the stack's lock
+  file stays, the Release is a pending CREATE in the state, and Helm's release record stays
+  ``pending-install`` for ever. A plain ``pulumi up`` is refused by the lock; after ``pulumi
+  cancel`` it re-creates the Release and Helm refuses ("cannot re-use a name that is still in
+  use"). ``pulumi refresh --import-pending-creates`` does not help: pulumi 3.260.0 drops the
+  pending operation without importing it.
+- **SIGKILL of the CLI alone**: the same, except that its plugins keep running (reparented to
+  init) and the orphaned provider finishes the Helm install in the background.
+
+``refresh_if_pending`` (called before every ``up``) undoes that, and says what it does:
+
+1. a lock file whose process is gone (same host, pid not running) is removed (``pulumi cancel``);
+   a lock held by a running process, or by another host, is left alone: the CLI refuses with its
+   own message, naming the holder;
+2. for an interrupted CREATE of the Helm Release (a first install, which nothing else can depend
+   on yet: the stack has no outputs from it), Helm's record of that one revision is deleted, not
+   the objects: the next install adopts the objects the interrupted one made (Helm adopts objects
+   annotated with its release name) and runs the hooks again;
+3. ``pulumi refresh`` (with ``--clear-pending-creates`` when every interrupted create is of a kind
+   that is safe to create again: Kubernetes objects, which the provider's server-side apply
+   upserts, the Helm Release settled in 2, random values and providers); otherwise the run stops
+   with what to do by hand (``InterruptedCreates``).
+
+A Release whose *upgrade* was interrupted stays in Helm's ``pending-upgrade``; Helm refuses every
+later operation ("another operation (install/upgrade/rollback) is in progress") until it is
+rolled back, which is left to a person (``InterruptedCreates`` names the command).
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import json
+import os
+import socket
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol
+from urllib.parse import unquote, urlparse
+
+import yaml
+from pulumi import automation as auto
+
+from . import stacks as stack_files
+
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+# Interrupted creates of these kinds are safe to drop from the state and create again: the
+# kubernetes provider creates with server-side apply (an upsert of an object that exists), a
+# random value that never reached the state was never used, a provider is no object at all. The
+# Helm Release is safe once its half-made record is settled (below).
+_RECREATABLE = ("kubernetes:", "random:", "pulumi:providers:")
+_PENDING_HELM = ("pending-install", "pending-upgrade", "pending-rollback")
+
+
+class InterruptedCreates(Exception):
+    """What an interrupted run left that only a person can settle (the message says how)."""
+
+
+# ---- the state ---------------------------------------------------------------------------------
+
+def _cli(stack: auto.Stack, args: list[str]) -> str:
+    workspace = stack.workspace
+    return workspace.pulumi_command.run([*args, "--stack", stack.name], workspace.work_dir,
+                                        workspace.env_vars).stdout
+
+
+def _pending(stack: auto.Stack) -> list[dict]:
+    """The state's pending operations. Exported without --show-secrets: the check needs no
+    decryption (each decrypting command pays the passphrase's key derivation)."""
+    deployment = json.loads(_cli(stack, ["stack", "export"])).get("deployment") or {}
+    return list(deployment.get("pending_operations") or [])
+
+
+def _name(op: dict) -> str:
+    return op.get("resource", {}).get("urn", "?").rsplit("::", 1)[-1]
+
+
+def _type(op: dict) -> str:
+    return str(op.get("resource", {}).get("type", ""))
+
+
+# ---- the lock ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Lock:
+    path: str
+    pid: int
+    hostname: str
+    username: str
+    timestamp: str
+
+    def describe(self) -> str:
+        return f"pulumi (pid {self.pid}) of {self.username}@{self.hostname} since {self.timestamp}"
+
+
+def _env(stack: auto.Stack, key: str) -> Optional[str]:
+    return (getattr(stack.workspace, "env_vars", None) or {}).get(key) or os.environ.get(key)
+
+
+def backend_directory(stack: auto.Stack) -> Optional[str]:
+    """The directory of a file (``file://``) backend, else None (locks elsewhere are the CLI's
+    business: it names their holder when it refuses)."""
+    url = _env(stack, "PULUMI_BACKEND_URL")
+    if not url:
+        home = _env(stack, "PULUMI_HOME") or os.path.expanduser("~/.pulumi")
+        try:
+            with open(os.path.join(home, "credentials.json"), encoding="utf-8") as handle:
+                url = json.load(handle).get("current")
+        except (OSError, ValueError):
+            return None
+    if not url or not url.startswith("file://"):
+        return None
+    rest = url[len("file://"):].split("?", 1)[0]
+    return os.path.expanduser(unquote(rest)) if rest.startswith("~") else unquote(urlparse(url).path) or None
+
+
+def _project(stack: auto.Stack) -> str:
+    try:
+        with open(os.path.join(stack.workspace.work_dir, "Pulumi.yaml"), encoding="utf-8") as handle:
+            return str((yaml.safe_load(handle) or {}).get("name", ""))
+    except OSError:
+        return ""
+
+
+def stack_locks(stack: auto.Stack) -> list[Lock]:
+    """The lock files of this stack in a file backend (project-scoped or legacy layout)."""
+    root = backend_directory(stack)
+    if not root:
+        return []
+    short = stack.name.rsplit("/", 1)[-1]
+    org = stack.name.split("/")[0] if stack.name.count("/") == 2 else "organization"
+    patterns = [os.path.join(root, ".pulumi", "locks", org, _project(stack), short, "*.json"),
+                os.path.join(root, ".pulumi", "locks", short, "*.json")]
+    locks = []
+    for path in sorted({p for pattern in patterns for p in glob.glob(pattern)}):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                raw = json.load(handle)
+            locks.append(Lock(path, int(raw.get("pid", 0)), str(raw.get("hostname", "")),
+                              str(raw.get("username", "")), str(raw.get("timestamp", ""))))
+        except (OSError, ValueError):
+            continue  # deleted meanwhile (its update ended), or not a lock
+    return locks
+
+
+def _running(pid: int) -> bool:
+    if pid <= 0:
+        return True  # unknown: treat as held
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(lock: Lock, hostname: Optional[str] = None) -> bool:
+    """Left by a process of this host that no longer runs (a lock of another host cannot be
+    checked from here, so it is never stale)."""
+    return lock.hostname == (hostname or socket.gethostname()) and not _running(lock.pid)
+
+
+def clear_stale_lock(stack: auto.Stack, on_output: Callable[[str], None]) -> bool:
+    """Remove the stack's lock when every holder is a dead process of this host; True if it did."""
+    locks = stack_locks(stack)
+    if not locks or not all(is_stale(lock) for lock in locks):
+        return False
+    on_output(f"the stack's lock was left by {', '.join(lock.describe() for lock in locks)}, which is no "
+              f"longer running (killed during an update): removing it (pulumi cancel)")
+    stack.cancel()
+    return True
+
+
+# ---- Helm's record of the release --------------------------------------------------------------
+
+class HelmRecords(Protocol):
+    """Helm's release records in one cluster (Secrets ``sh.helm.release.v1.<name>.v<N>``)."""
+
+    def revisions(self, namespace: str, name: str) -> list[tuple[int, str]]:
+        """[(revision, status)], oldest first."""
+
+    def delete(self, namespace: str, name: str, revision: int) -> None:
+        ...
+
+
+class ClusterHelmRecords:
+    """HelmRecords through the Kubernetes API, with the stack's kubeconfig and context."""
+
+    def __init__(self, kubeconfig: Optional[str], context: str):
+        from kubernetes import client, config as kube_config  # only when a run was interrupted
+
+        from components.kube_cluster import resolve_kubeconfig
+        self.context = context
+        self.core = client.CoreV1Api(kube_config.new_client_from_config(
+            config_file=resolve_kubeconfig(kubeconfig, context), context=context))
+
+    def revisions(self, namespace: str, name: str) -> list[tuple[int, str]]:
+        from kubernetes.client.exceptions import ApiException
+        try:
+            items = self.core.list_namespaced_secret(
+                namespace, label_selector=f"owner=helm,name={name}", _request_timeout=(5, 30)).items
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return sorted((int(s.metadata.labels.get("version", 0)), s.metadata.labels.get("status", "?"))
+                      for s in items)
+
+    def delete(self, namespace: str, name: str, revision: int) -> None:
+        self.core.delete_namespaced_secret(f"sh.helm.release.v1.{name}.v{revision}", namespace,
+                                           _request_timeout=(5, 30))
+
+
+def cluster_records(stack: auto.Stack) -> tuple[HelmRecords, str]:
+    """Helm's records in the stack's cluster, and its context's name (from the stack file)."""
+    raw = stack_files.read_stack(stack.workspace.work_dir, stack.name.rsplit("/", 1)[-1]).raw
+    context = str(raw.get("kubeContext", ""))
+    return ClusterHelmRecords(raw.get("kubeconfig") or None, context), context
+
+
+def _plain(value: object) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+def settle_helm_release(op: dict, records: HelmRecords, context: str,
+                        on_output: Callable[[str], None]) -> Optional[str]:
+    """Settle Helm's side of one interrupted Release operation; returns what a person must do
+    instead, if anything."""
+    inputs = op.get("resource", {}).get("inputs") or {}
+    namespace, name = _plain(inputs.get("namespace")), _plain(inputs.get("name"))
+    if not namespace or not name:
+        return f"{_name(op)}: the interrupted Release has no plain name/namespace in the state"
+    where = f"Helm release {namespace}/{name} in context {context}"
+    try:
+        history = records.revisions(namespace, name)
+    except Exception as exc:  # an API server down, a kubeconfig gone: say so, settle nothing
+        return f"{where}: could not read Helm's record of it ({exc.__class__.__name__}: {exc})"
+    if op.get("type") == "creating":
+        if not history:
+            return None  # the install never reached the cluster
+        if len(history) == 1:
+            revision, status = history[0]
+            on_output(f"{where}: revision {revision} ({status}) is the record of the interrupted first "
+                      f"install; deleting that record (not its objects) so that the install runs again "
+                      f"and adopts them")
+            records.delete(namespace, name, revision)
+            return None
+        return (f"{where} has {len(history)} revisions ({', '.join(f'{r} {s}' for r, s in history)}) but the "
+                f"state has never recorded it: it was installed by something else; remove it (helm "
+                f"uninstall {name} -n {namespace} --kube-context {context}) or adopt it (README, \"Adopting "
+                f"an existing Consul install\")")
+    if history and history[-1][1] in _PENDING_HELM:
+        revision, status = history[-1]
+        return (f"{where} is stuck in {status} (revision {revision}), left by the interrupted run; Helm "
+                f"refuses every other operation until it is rolled back: helm rollback {name} -n "
+                f"{namespace} --kube-context {context} (to the last deployed revision)")
+    return None
+
+
+# ---- before up ---------------------------------------------------------------------------------
+
+def refresh_if_pending(stack: auto.Stack, on_output: Callable[[str], None],
+                       records: Optional[Callable[[auto.Stack], tuple[HelmRecords, str]]] = None) -> str:
+    """An interrupted run leaves a lock and pending operations in the state; settle them (see the
+    module's docstring) before up, instead of up failing on (or recreating) half-made resources."""
+    unlocked = clear_stale_lock(stack, on_output)
+    pending = _pending(stack)
+    if not pending:
+        return "removed a stale lock" if unlocked else ""
+    on_output(f"{len(pending)} pending operation(s) from an interrupted run ({', '.join(map(_name, pending))}): "
+              "settling them before up")
+    problems: list[str] = []
+    releases = [op for op in pending if _type(op) == RELEASE_TYPE]
+    if releases:
+        try:
+            helm, context = (records or cluster_records)(stack)
+        except Exception as exc:  # no stack file, no kubeconfig: nothing can be checked
+            problems.append(f"cannot reach the stack's cluster to check Helm's record of the interrupted "
+                            f"release ({exc.__class__.__name__}: {exc})")
+        else:
+            problems += [p for p in (settle_helm_release(op, helm, context, on_output) for op in releases) if p]
+    if problems:  # the state is left as it is: the next run checks again
+        raise InterruptedCreates("; ".join(problems) + ". Then run up again")
+    creates = [op for op in pending if op.get("type") == "creating"]
+    clear = bool(creates) and all(_type(op).startswith(_RECREATABLE) for op in creates)
+    on_output("refreshing the stack" + (f" and clearing {len(creates)} interrupted create(s), which up "
+                                        "creates again" if clear else ""))
+    stack.refresh(on_output=on_output, on_error=on_output, color="never", clear_pending_creates=clear or None)
+    left = [op for op in _pending(stack) if op.get("type") == "creating"]
+    if left:
+        raise InterruptedCreates(
+            f"{len(left)} interrupted create(s) remain after refresh ({', '.join(map(_name, left))}): the "
+            f"object may exist without the state knowing. If it exists, delete it or bring it under the "
+            f"stack with pulumi import; then pulumi refresh -s {stack.name} --yes --clear-pending-creates, "
+            f"and run up again")
+    return (f"recovered from an interrupted run: {len(pending)} pending operation(s)"
+            + (", a stale lock" if unlocked else ""))
