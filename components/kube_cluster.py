@@ -33,8 +33,14 @@ REACHABILITY_TIMEOUT = 10.0
 
 def make_provider(name: str, kubeconfig: str, context: pulumi.Input[str],
                   opts: pulumi.ResourceOptions) -> k8s.Provider:
-    """A provider pinned to one kubeconfig file and context (strict mode needs both)."""
-    return k8s.Provider(name, kubeconfig=kubeconfig, context=context, opts=opts)
+    """A provider pinned to one kubeconfig file and context (strict mode needs both).
+
+    Secrets are updated in place (enableSecretMutable): by default the provider replaces a
+    Secret whose data changes, and a Secret with a fixed name is replaced by deleting it first,
+    so a secondary's copy of the federation secret would vanish for a moment (pods that start
+    then cannot) and come back as another object whenever the primary's changes, e.g. after a
+    gateway change."""
+    return k8s.Provider(name, kubeconfig=kubeconfig, context=context, enable_secret_mutable=True, opts=opts)
 
 
 def kubeconfig_paths(kubeconfig: Optional[str]) -> list[str]:

@@ -53,7 +53,8 @@ Processes are started with PR_SET_PDEATHSIG so they die with the thread that sta
 and ``stop()`` is registered with ``atexit``; still, use the context manager or ``stop()``.
 ``start()`` after ``stop()`` (or ``restart()``, or ``with plane.stopped():``) brings the plane
 back on the same ports with the same etcd data: the kubeconfig stays valid (an API server that
-is down and returns, for fault tests).
+is down and returns, for fault tests); ``with plane.frozen():`` pauses kube-apiserver instead
+(connections open, nothing answers).
 """
 
 from __future__ import annotations
@@ -278,6 +279,20 @@ class ControlPlane:
         """``stop()`` then ``start()``: the same server URL and data (see ``start``)."""
         self.stop()
         return self.start()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator["ControlPlane"]:
+        """kube-apiserver is paused (SIGSTOP) inside the block: the kernel still completes TCP
+        handshakes on its port, but nothing answers (a hung server, or a firewall that drops
+        packets). It continues (SIGCONT) when the block ends."""
+        proc = self._apiserver
+        if proc is None or proc.poll() is not None:
+            raise ControlPlaneError(f"kube-apiserver of plane {self.name} is not running")
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            yield self
+        finally:
+            proc.send_signal(signal.SIGCONT)
 
     @contextlib.contextmanager
     def stopped(self) -> Iterator["ControlPlane"]:

@@ -145,3 +145,12 @@ def test_a_reachable_cluster_is_probed_once_per_run(tmp_path, probes):
     path = kubeconfig(tmp_path, "https://dc2.example.com:6443")
     run_program(secondary(kubeconfig=path), "dc2", stacks={PRIMARY_REF: primary_outputs()})
     assert probes.calls == [("https://dc2.example.com:6443", REACHABILITY_TIMEOUT)]
+
+
+def test_secrets_are_updated_in_place(tmp_path):
+    """A new federation secret from the primary updates the secondary's copy; it is never
+    deleted and created again (the provider's default for a Secret whose data changes)."""
+    run = run_program(secondary(kubeconfig=kubeconfig(tmp_path, "https://dc2.example.com:6443")), "dc2",
+                      stacks={PRIMARY_REF: primary_outputs()})
+    (provider,) = [r for r in run.registrations if r.type == "pulumi:providers:kubernetes"]
+    assert provider.inputs["enable_secret_mutable"] == "true"  # provider inputs travel as JSON text
