@@ -12,14 +12,16 @@ pulumi 3.260.0, pulumi-kubernetes 4.x and its embedded Helm 3.18):
   cancel`` it re-creates the Release and Helm refuses ("cannot re-use a name that is still in
   use"). ``pulumi refresh --import-pending-creates`` does not help: pulumi 3.260.0 drops the
   pending operation without importing it.
-- **SIGKILL of the CLI alone**: the same, except that its plugins keep running (reparented to
-  init) and the orphaned provider finishes the Helm install in the background.
+- **SIGKILL of the CLI alone** (seen while writing that test, not one of its cases): the same,
+  except that its plugins keep running (reparented to init) and the orphaned provider finishes
+  the Helm install in the background (``deployed`` about ten seconds later).
 
 ``refresh_if_pending`` (called before every ``up``) undoes that, and says what it does:
 
 1. a lock file whose process is gone (same host, pid not running) is removed (``pulumi cancel``);
    a lock held by a running process, or by another host, is left alone: the CLI refuses with its
-   own message, naming the holder;
+   own message, naming the holder. Lock files are read only from a local-directory backend
+   (``file://``); with S3, GCS or Azure the CLI's refusal names the holder for a person to check;
 2. for an interrupted CREATE of the Helm Release (a first install, which nothing else can depend
    on yet: the stack has no outputs from it), Helm's record of that one revision is deleted, not
    the objects: the next install adopts the objects the interrupted one made (Helm adopts objects
@@ -36,7 +38,6 @@ rolled back, which is left to a person (``InterruptedCreates`` names the command
 
 from __future__ import annotations
 
-import base64
 import glob
 import json
 import os
