@@ -62,13 +62,41 @@ def ours(env: Federation, results: dict[str, float]) -> None:
     timed("ours: python -m federation up (3 DCs)", results, federation_cli, env, "up")
 
 
+def spans(trace: Path) -> list[tuple[float, float, str, str]]:
+    """(start, end, name, first message) of every span in an --otel-traces file, in seconds."""
+    found = []
+    for line in trace.read_text().splitlines():
+        for group in json.loads(line).get("resourceSpans", []):
+            for scope in group.get("scopeSpans", []):
+                for span in scope.get("spans", []):
+                    message = next((a["value"].get("stringValue", "") for a in span.get("attributes", [])
+                                    if a["key"] == "Msg"), "")
+                    found.append((int(span["startTimeUnixNano"]) / 1e9, int(span["endTimeUnixNano"]) / 1e9,
+                                  span["name"], message))
+    return found
+
+
+def breakdown(trace: Path) -> dict[str, float]:
+    """Where one `pulumi up` went: the engine and program until the Release's Create call, the
+    Release (Helm's install, hooks and wait, in the provider), and everything after it."""
+    found = spans(trace)
+    root = next(s for s in found if s[2] == "pulumi")
+    release = next(s for s in found if s[2] == "/pulumirpc.ResourceProvider/Create" and "helm.sh/v3:Release" in s[3])
+    return {"before the Release": round(release[0] - root[0], 1), "Release create": round(release[1] - release[0], 1),
+            "after the Release": round(root[1] - release[1], 1)}
+
+
 def separate(env: Federation, results: dict[str, float]) -> None:
     for dc in DATACENTERS:
         env.project.init_stack(dc)
     started = time.monotonic()
     for dc in DATACENTERS:
+        trace = env.workdir / f"trace-{dc}.json"
         timed(f"separate: pulumi up -s {dc}", results, env.project.run, "up", "--yes", "--skip-preview",
-              stack=dc, timeout=1800)
+              "--otel-traces", f"file://{trace}", stack=dc, timeout=1800)
+        for part, seconds in breakdown(trace).items():
+            results[f"separate: {dc} {part}"] = seconds
+            print(f"    {part:<56} {seconds:>7.1f} s", flush=True)
     results["separate: total (3 DCs)"] = round(time.monotonic() - started, 1)
     print(f"  {'separate: total (3 DCs)':<58} {results['separate: total (3 DCs)']:>7.1f} s", flush=True)
 
