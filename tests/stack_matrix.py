@@ -57,6 +57,26 @@ def secondary(dc: str = "dc2", **extra: Any) -> dict[str, Any]:
             "k8sAuthMethodHost": AUTH_HOST, **extra}
 
 
+def write_kubeconfig(path: Any, server: str, **cluster: str) -> str:
+    """A kubeconfig file at `path` whose context dc2 points at `server` (plus `cluster` fields,
+    e.g. proxy-url); returns its path as a string."""
+    extra = "".join(f", {k}: \"{v}\"" for k, v in cluster.items())
+    path.write_text(f"""
+apiVersion: v1
+kind: Config
+clusters:
+- name: c2
+  cluster: {{server: "{server}"{extra}}}
+contexts:
+- name: dc2
+  context: {{cluster: c2, user: u}}
+users:
+- name: u
+  user: {{token: t}}
+""")
+    return str(path)
+
+
 def _pair(name: str, **extra: Any) -> list[Case]:
     p = primary(**extra)
     return [Case(f"{name}-dc1", p), Case(f"{name}-dc2", secondary(**extra), p)]

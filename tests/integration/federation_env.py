@@ -31,6 +31,8 @@ CHART = "2.0.3"
 NAMESPACE = "consul"
 PRIMARY_REF = "organization/consul-federation/dc1"
 DATACENTERS = ("dc1", "dc2", "dc3")
+# The federation secret's keys whose values must never reach the state in plaintext.
+SECRET_KEYS = ("gossipEncryptionKey", "caKey", "replicationToken")
 # What the harness plays for each cluster: the load balancer's ingress address (loopback; nothing
 # dials it) and the default/kubernetes Endpoints address (RFC 5737 documentation range, a
 # placeholder the program copies into k8sAuthMethodHost; nothing dials it either).
@@ -170,6 +172,25 @@ class Federation:
 
     def errors(self) -> dict[str, list[str]]:
         return {dc: h.errors() for dc, h in self.harness.items() if h.errors()}
+
+    def assert_no_plaintext(self, secrets_seen: list[dict[str, str]], stacks: tuple[str, ...],
+                            extra: frozenset[str] = frozenset()) -> None:
+        """No federation secret in `secrets_seen` (data maps as the API server returns them) and
+        no string of `extra` appears in the state files or in `pulumi stack export` of `stacks`:
+        neither the values, their base64 text, nor a line of the CA key's PEM body."""
+        assert secrets_seen
+        needles = set(extra)
+        for data in secrets_seen:
+            for name in SECRET_KEYS:
+                plain = base64.b64decode(data[name]).decode()
+                needles |= {plain, data[name]} | {line for line in plain.splitlines() if len(line) > 40}
+        files = list(self.project.state.rglob("*.json")) + list(self.project.state.rglob("*.json.gz"))
+        assert files
+        texts = [self.project.run("stack", "export", stack=s).stdout for s in stacks]
+        texts += [gzip.decompress(p.read_bytes()).decode() if p.suffix == ".gz" else p.read_text() for p in files]
+        for text in texts:
+            for needle in needles:
+                assert needle not in text
 
 
 @contextlib.contextmanager

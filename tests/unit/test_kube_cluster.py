@@ -12,7 +12,7 @@ import pytest
 from components import kube_cluster
 from components.kube_cluster import REACHABILITY_TIMEOUT, ClusterUnreachable, goes_through_proxy, require_reachable
 from pulumi_mocks import ProgramFailed, primary_outputs, run_program
-from stack_matrix import PRIMARY_REF, primary, secondary
+from stack_matrix import PRIMARY_REF, primary, secondary, write_kubeconfig
 
 pytestmark = pytest.mark.unit
 
@@ -20,22 +20,7 @@ REAL_PROBE = kube_cluster.probe_api_server  # conftest replaces it once a test s
 
 
 def kubeconfig(tmp_path, server: str, **cluster) -> str:
-    path = tmp_path / "kubeconfig"
-    extra = "".join(f", {k}: \"{v}\"" for k, v in cluster.items())
-    path.write_text(f"""
-apiVersion: v1
-kind: Config
-clusters:
-- name: c2
-  cluster: {{server: "{server}"{extra}}}
-contexts:
-- name: dc2
-  context: {{cluster: c2, user: u}}
-users:
-- name: u
-  user: {{token: t}}
-""")
-    return str(path)
+    return write_kubeconfig(tmp_path / "kubeconfig", server, **cluster)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from components.gossip_key import gossip_key_from_seed
 from pulumi_mocks import (GOSSIP_KEY, ProgramFailed, Run, federation_data, primary_outputs,
                           run_case, run_program)
 from regen_expected import expected_path, release_document
-from stack_matrix import AUTH_HOST, CASES, PRIMARY_REF, case, primary, secondary
+from stack_matrix import AUTH_HOST, CASES, PRIMARY_REF, case, primary, secondary, write_kubeconfig
 
 pytestmark = pytest.mark.unit
 
@@ -258,21 +258,7 @@ def test_helm_values_stay_plain():
 # --- k8sAuthMethodHost ------------------------------------------------------------------------
 
 def kubeconfig(tmp_path, server):
-    path = tmp_path / "kubeconfig"
-    path.write_text(f"""
-apiVersion: v1
-kind: Config
-clusters:
-- name: c2
-  cluster: {{server: "{server}"}}
-contexts:
-- name: dc2
-  context: {{cluster: c2, user: u}}
-users:
-- name: u
-  user: {{token: t}}
-""")
-    return str(path)
+    return write_kubeconfig(tmp_path / "kubeconfig", server)
 
 
 def auth_host_run(config, endpoints=None, env=None) -> tuple[Run, object]:
