@@ -33,7 +33,7 @@ import yaml
 from pulumi import automation as auto
 
 from . import stacks as stack_files
-from .recovery import InterruptedCreates, refresh_if_pending
+from .recovery import InterruptedCreates, refresh_if_pending, stack_cli
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -246,14 +246,6 @@ class Runner:
             return list(pool.map(lambda n: self.run(n, operation, create), names))
 
 
-def _cli(stack: auto.Stack, args: list[str], on_output: Optional[Callable[[str], None]] = None) -> str:
-    """A pulumi command on this stack's workspace, through the Automation API's PulumiCommand."""
-    workspace = stack.workspace
-    result = workspace.pulumi_command.run([*args, "--stack", stack.name], workspace.work_dir,
-                                          workspace.env_vars, on_output=on_output, on_error=on_output)
-    return result.stdout
-
-
 # The closing "Resources:" block of the engine's text output: "+ 3 created", "12 unchanged".
 _RESOURCE_LINE = re.compile(r"^\s*(?:\+-|[-+~])?\s*(\d+) (created|updated|deleted|replaced|unchanged|imported)\b")
 _OPS = {"created": "create", "updated": "update", "deleted": "delete", "replaced": "replace",
@@ -283,7 +275,7 @@ def _up(stack: auto.Stack, on_output: Callable[[str], None]) -> tuple[dict[str, 
         lines.append(line.rstrip("\n"))
         on_output(line)
 
-    _cli(stack, ["up", "--yes", "--skip-preview", "--color", "never"], on_output=tee)
+    stack_cli(stack, ["up", "--yes", "--skip-preview", "--color", "never"], on_output=tee)
     return resource_changes(lines), note
 
 

@@ -66,16 +66,17 @@ class InterruptedCreates(Exception):
 
 # ---- the state ---------------------------------------------------------------------------------
 
-def _cli(stack: auto.Stack, args: list[str]) -> str:
+def stack_cli(stack: auto.Stack, args: list[str], on_output: Optional[Callable[[str], None]] = None) -> str:
+    """A pulumi command on this stack's workspace, through the Automation API's PulumiCommand."""
     workspace = stack.workspace
-    return workspace.pulumi_command.run([*args, "--stack", stack.name], workspace.work_dir,
-                                        workspace.env_vars).stdout
+    return workspace.pulumi_command.run([*args, "--stack", stack.name], workspace.work_dir, workspace.env_vars,
+                                        on_output=on_output, on_error=on_output).stdout
 
 
 def _pending(stack: auto.Stack) -> list[dict]:
     """The state's pending operations. Exported without --show-secrets: the check needs no
     decryption (each decrypting command pays the passphrase's key derivation)."""
-    deployment = json.loads(_cli(stack, ["stack", "export"])).get("deployment") or {}
+    deployment = json.loads(stack_cli(stack, ["stack", "export"])).get("deployment") or {}
     return list(deployment.get("pending_operations") or [])
 
 
