@@ -52,8 +52,7 @@ def checked(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 def federation_cli(env: Federation, *args: str) -> subprocess.CompletedProcess:
-    return checked(subprocess.run([sys.executable, "-m", "federation", *args, "--project-dir", str(env.project.dir)],
-                                  cwd=ROOT, env=env.project.env, capture_output=True, text=True))
+    return checked(env.cli(*args))
 
 
 def ours(env: Federation, results: dict[str, float]) -> None:
@@ -160,9 +159,7 @@ def fixed(env: Federation, results: dict[str, float]) -> None:
     timed("pulumi preview -s dc2 (no changes, StackReference)", results, env.project.run, "preview", stack="dc2")
     timed("pulumi up -s dc1 (no changes)", results, env.project.run, "up", "--yes", "--skip-preview", stack="dc1")
     timed("python -m federation up (3 DCs, no changes)", results, federation_cli, env, "up")
-    timed("python -m federation verify --kubernetes-only (3 DCs)", results, subprocess.run,
-          [sys.executable, "-m", "federation", "verify", "--kubernetes-only", "--project-dir", str(env.project.dir)],
-          cwd=ROOT, env=env.project.env, capture_output=True, text=True)
+    timed("python -m federation verify --kubernetes-only (3 DCs)", results, env.cli, "verify", "--kubernetes-only")
 
 
 SCENARIOS = {"ours": ours, "separate": separate, "scripted": scripted, "fixed": fixed}

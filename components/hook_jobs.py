@@ -22,6 +22,8 @@ from typing import Any, Mapping, Optional
 
 import pulumi
 
+from .kube_cluster import api_client
+
 HOOK = "helm.sh/hook"
 DELETE_POLICY = "helm.sh/hook-delete-policy"
 # How long to wait for a deleted Job to be gone before Helm creates it again.
@@ -74,9 +76,9 @@ def failed_hook_lines(jobs: list[Mapping[str, Any]], context: str, namespace: st
 
 def read_release_jobs(kubeconfig: str, context: str, namespace: str, release: str) -> list[dict[str, Any]]:
     """The release's Jobs (label release=<release>, as the chart labels them), as plain dicts."""
-    from kubernetes import client, config  # imported only when a hook runs
+    from kubernetes import client  # imported only when a hook runs
 
-    api = config.new_client_from_config(config_file=kubeconfig, context=context)
+    api = api_client(kubeconfig, context)
     jobs = client.BatchV1Api(api).list_namespaced_job(namespace, label_selector=f"release={release}")
     return [api.sanitize_for_serialization(job) for job in jobs.items]
 
@@ -85,10 +87,10 @@ def delete_jobs(kubeconfig: str, context: str, namespace: str, names: list[str],
                 wait: float = DELETE_WAIT_SECONDS) -> list[str]:
     """Delete the Jobs (their pods with them, as Helm does) and wait until they are gone;
     returns those still there after `wait` seconds."""
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    batch = client.BatchV1Api(config.new_client_from_config(config_file=kubeconfig, context=context))
+    batch = client.BatchV1Api(api_client(kubeconfig, context))
     for name in names:
         try:
             batch.delete_namespaced_job(name, namespace, propagation_policy="Background")

@@ -66,6 +66,14 @@ def _named(doc: dict[str, Any], section: str, field: str) -> dict[str, Any]:
     return {item.get("name"): item.get(field) or {} for item in doc.get(section) or [] if isinstance(item, dict)}
 
 
+def api_client(kubeconfig: str, context: str) -> Any:
+    """A kubernetes (Python client) ApiClient for one kubeconfig file and context, for the
+    program's hooks and the operator commands. The client is imported only here, when needed."""
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=kubeconfig, context=context)
+
+
 def resolve_kubeconfig(kubeconfig: Optional[str], context: str) -> str:
     """The one kubeconfig file for the provider: with a $KUBECONFIG list, the first file that
     defines the context (the provider takes a single file)."""

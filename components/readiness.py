@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional
 import pulumi
 
 from .hook_jobs import failed_hook_lines, read_release_jobs
+from .kube_cluster import api_client
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
@@ -91,9 +92,9 @@ def explain_unready(workloads: list[tuple[str, Mapping[str, Any]]], secrets: Map
 
 def read_unready(kubeconfig: str, context: str, namespace: str, release: str) -> list[str]:
     """explain_unready for the release's workloads, read from the cluster now."""
-    from kubernetes import client, config  # imported only when a Release has failed
+    from kubernetes import client  # imported only when a Release has failed
 
-    api = config.new_client_from_config(config_file=kubeconfig, context=context)
+    api = api_client(kubeconfig, context)
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     selector = f"release={release}"
     listed = (("Deployment", apps.list_namespaced_deployment), ("StatefulSet", apps.list_namespaced_stateful_set),

@@ -29,7 +29,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, TextIO
 
-import yaml
 from pulumi import automation as auto
 
 from . import stacks as stack_files
@@ -66,11 +65,6 @@ class Plan:
         return [s for s in self.secondaries if s in self.selected]
 
 
-def project_name(project_dir: str) -> str:
-    with open(os.path.join(project_dir, "Pulumi.yaml"), encoding="utf-8") as handle:
-        return str((yaml.safe_load(handle) or {}).get("name", ""))
-
-
 def _primary_ref_problem(name: str, ref: object, project: str, primary: str) -> Optional[str]:
     """Why a secondary's primaryStack does not name the primary's stack, if it does not."""
     expected = f"organization/{project}/{primary}"
@@ -87,7 +81,7 @@ def plan(project_dir: str, only: Optional[Iterable[str]] = None) -> Plan:
     """Check the stack files before anything runs; raises Refused listing every problem."""
     try:
         names = stack_files.stack_names(project_dir)
-        project = project_name(project_dir)
+        project = stack_files.project_name(project_dir)
     except OSError as exc:
         raise Refused([f"cannot read the project in {project_dir}: {exc}"]) from exc
     if not names:

@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 from urllib.parse import unquote, urlparse
 
-import yaml
 from pulumi import automation as auto
 
 from . import stacks as stack_files
@@ -125,8 +124,7 @@ def backend_directory(stack: auto.Stack) -> Optional[str]:
 
 def _project(stack: auto.Stack) -> str:
     try:
-        with open(os.path.join(stack.workspace.work_dir, "Pulumi.yaml"), encoding="utf-8") as handle:
-            return str((yaml.safe_load(handle) or {}).get("name", ""))
+        return stack_files.project_name(stack.workspace.work_dir)
     except OSError:
         return ""
 
@@ -197,12 +195,11 @@ class ClusterHelmRecords:
     """HelmRecords through the Kubernetes API, with the stack's kubeconfig and context."""
 
     def __init__(self, kubeconfig: Optional[str], context: str):
-        from kubernetes import client, config as kube_config  # only when a run was interrupted
+        from kubernetes import client  # only when a run was interrupted
 
-        from components.kube_cluster import resolve_kubeconfig
+        from components.kube_cluster import api_client, resolve_kubeconfig
         self.context = context
-        self.core = client.CoreV1Api(kube_config.new_client_from_config(
-            config_file=resolve_kubeconfig(kubeconfig, context), context=context))
+        self.core = client.CoreV1Api(api_client(resolve_kubeconfig(kubeconfig, context), context))
 
     def revisions(self, namespace: str, name: str) -> list[tuple[int, str]]:
         from kubernetes.client.exceptions import ApiException

@@ -37,6 +37,12 @@ class StackFile:
         return ref.rsplit("/", 1)[-1] if isinstance(ref, str) and ref else None
 
 
+def project_name(project_dir: str) -> str:
+    """The project's name, from its ``Pulumi.yaml`` (OSError when there is none)."""
+    with open(os.path.join(project_dir, "Pulumi.yaml"), encoding="utf-8") as handle:
+        return str((yaml.safe_load(handle) or {}).get("name", ""))
+
+
 def stack_file(project_dir: str, name: str) -> str:
     return os.path.join(project_dir, f"Pulumi.{name}.yaml")
 

@@ -38,7 +38,7 @@ from urllib3.exceptions import HTTPError as TransportError
 from components.config import OBJECT_KEYS, ConfigError, DatacenterConfig, parse_config
 from components.constants import CONFIG_NAMESPACE
 from components.helm_values import GATEWAY_SERVICE_PORT
-from components.kube_cluster import resolve_kubeconfig
+from components.kube_cluster import api_client, resolve_kubeconfig
 
 from . import consul_status, operate
 
@@ -136,7 +136,7 @@ class Datacenter:
         self.cfg = cfg
         path = resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context)
         try:
-            self.api = kube_config.new_client_from_config(config_file=path, context=cfg.kube_context)
+            self.api = api_client(path, cfg.kube_context)
         except kube_config.ConfigException as exc:
             raise kube_config.ConfigException(f"kubeconfig {path}, context {cfg.kube_context}: {exc}") from exc
         self.core = client.CoreV1Api(self.api)

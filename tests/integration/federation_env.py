@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,20 @@ def record_timing(command: str, stack: str | None, seconds: float) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"command": command, "stack": stack, "seconds": round(seconds, 1)}) + "\n")
+
+
+def digest(data: Any) -> str:
+    """A SHA-256 of JSON data: what the tests compare of a secret, never the secret."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+class Timings(dict):
+    """Seconds per measured step; each is printed as it comes (`pytest -s`) for the figures."""
+
+    def __call__(self, name: str, seconds: float) -> float:
+        self[name] = round(seconds, 1)
+        print(f"\n[timing] {name}: {seconds:.1f} s")
+        return seconds
 
 
 class Project:
@@ -170,6 +186,24 @@ class Federation:
         """What the program derives for k8sAuthMethodHost from the played Endpoints."""
         return f"https://{ENDPOINT_ADDRESS[context]}:{self.planes[context].port}"
 
+    def namespaces(self, context: str) -> list[str]:
+        return [n.metadata.name for n in self.core(context).list_namespace().items]
+
+    def helm_history(self, context: str, release: str = "consul") -> list[tuple[int, str]]:
+        """(revision, status) of every revision Helm keeps for the release, oldest first."""
+        records = self.core(context).list_namespaced_secret(
+            NAMESPACE, label_selector=f"owner=helm,name={release}").items
+        return sorted((int(s.metadata.labels["version"]), s.metadata.labels["status"]) for s in records)
+
+    def cli(self, *args: str, timeout: int = 2400) -> subprocess.CompletedProcess:
+        """`python -m federation <args>` on this project, as an operator runs it; `.seconds` is
+        how long it took."""
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "federation", *args, "--project-dir", str(self.project.dir)],
+                              cwd=ROOT, env=self.project.env, capture_output=True, text=True, timeout=timeout)
+        done.seconds = time.monotonic() - started  # type: ignore[attr-defined]
+        return done
+
     def errors(self) -> dict[str, list[str]]:
         return {dc: h.errors() for dc, h in self.harness.items() if h.errors()}
 
@@ -194,16 +228,16 @@ class Federation:
 
 
 @contextlib.contextmanager
-def federation(workdir: Path) -> Iterator[Federation]:
-    """Three control planes (contexts dc1, dc2, dc3 of one kubeconfig), a harness on each, and a
-    project whose stacks point at them."""
+def federation(workdir: Path, datacenters: tuple[str, ...] = DATACENTERS) -> Iterator[Federation]:
+    """Control planes (one kubeconfig context per datacenter, dc1, dc2, dc3 by default), a harness
+    on each, and a project whose stacks point at them."""
     tools = {**ensure("chart"), **ensure("engine"), **ensure("cluster")}
     with contextlib.ExitStack() as stack:
         planes = {dc: stack.enter_context(ControlPlane(dc, workdir, tools["ETCD"], tools["KUBE_APISERVER"]))
-                  for dc in DATACENTERS}
+                  for dc in datacenters}
         kubeconfig = write_kubeconfig(workdir / "kubeconfig", list(planes.values()))
         harness = {dc: stack.enter_context(ClusterHarness(
             kubeconfig, dc, planes[dc].egress_socket,
             lb_ip=LB_ADDRESS[dc], apiserver_endpoint_ip=ENDPOINT_ADDRESS[dc]))
-            for dc in DATACENTERS}
+            for dc in datacenters}
         yield Federation(Project(workdir, tools, kubeconfig), kubeconfig, planes, harness, workdir)

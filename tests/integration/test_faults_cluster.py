@@ -20,18 +20,13 @@ the 2-core build machine under load.
 from __future__ import annotations
 
 import base64
-import contextlib
-import hashlib
 import json
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from controlplane import ControlPlane, write_kubeconfig
-from federation_env import ENDPOINT_ADDRESS, LB_ADDRESS, NAMESPACE, Federation, Project
-from harness import ClusterHarness
-from real_tools import ensure
+from federation_env import Federation, LB_ADDRESS, NAMESPACE, Timings, digest, federation
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -42,40 +37,21 @@ HOOK_JOB = "consul-create-federation-secret"
 # ingress controller reads it here), so what cleanup-on-fail does is visible.
 UI_INGRESS = {"ui": {"ingress": {"enabled": True, "hosts": [{"host": "consul-ui.dc1.test"}]}}}
 NODE_PORT_GATEWAY = {"serviceType": "NodePort", "nodePort": 30001}
-TIMINGS: dict[str, float] = {}
-
-
-def timed(name: str, seconds: float) -> float:
-    TIMINGS[name] = round(seconds, 1)
-    print(f"\n[timing] {name}: {seconds:.1f} s")
-    return seconds
+timed = Timings()
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """dc1 (primary, LoadBalancer gateway) and dc2 (secondary, NodePort gateway) deployed."""
-    workdir = tmp_path_factory.mktemp("fc")
-    tools = {**ensure("chart"), **ensure("engine"), **ensure("cluster")}
-    with contextlib.ExitStack() as stack:
-        planes = {dc: stack.enter_context(ControlPlane(dc, workdir, tools["ETCD"], tools["KUBE_APISERVER"]))
-                  for dc in STACKS}
-        kubeconfig = write_kubeconfig(workdir / "kubeconfig", list(planes.values()))
-        harness = {dc: stack.enter_context(ClusterHarness(
-            kubeconfig, dc, planes[dc].egress_socket, lb_ip=LB_ADDRESS[dc],
-            apiserver_endpoint_ip=ENDPOINT_ADDRESS[dc])) for dc in STACKS}
-        fed = Federation(Project(workdir, tools, kubeconfig), kubeconfig, planes, harness, workdir)
+    with federation(tmp_path_factory.mktemp("fc"), STACKS) as fed:
         for name in STACKS:
             fed.project.init_stack(name)
         for name in STACKS:
             timed(f"first up {name}", fed.project.run("up", "--yes", "--skip-preview", stack=name,
                                                       timeout=1200).seconds)
         yield fed
-        print("\n[timing] summary: " + json.dumps(TIMINGS))
+        print("\n[timing] summary: " + json.dumps(timed))
         assert not fed.errors(), fed.errors()
-
-
-def digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def secret_state(env: Federation, context: str) -> dict[str, str]:
@@ -92,13 +68,6 @@ def output_digest(env: Federation) -> str:
 
 def server_config(env: Federation, context: str) -> dict[str, Any]:
     return json.loads(base64.b64decode(env.secret_data(context, FEDERATION_SECRET)["serverConfigJSON"]))
-
-
-def helm_history(env: Federation, context: str) -> list[tuple[int, str]]:
-    """(revision, status) of every revision Helm keeps for release consul, oldest first."""
-    records = env.core(context).list_namespaced_secret(
-        NAMESPACE, label_selector="owner=helm,name=consul").items
-    return sorted((int(s.metadata.labels["version"]), s.metadata.labels["status"]) for s in records)
 
 
 def object_versions(env: Federation, context: str) -> dict[str, str]:
@@ -130,7 +99,7 @@ def test_an_unreachable_secondary_fails_fast_naming_its_context_and_server(env, 
     back, up of dc2 converges with nothing to change."""
     project, plane = env.project, env.planes["dc2"]
     dc1_state = project.run("stack", "export", stack="dc1").stdout
-    dc1_objects, dc1_history = object_versions(env, "dc1"), helm_history(env, "dc1")
+    dc1_objects, dc1_history = object_versions(env, "dc1"), env.helm_history("dc1")
     dc2_secret = secret_state(env, "dc2")
     with getattr(plane, outage)():
         for args in (("preview",), ("up", "--yes", "--skip-preview")):
@@ -148,7 +117,7 @@ def test_an_unreachable_secondary_fails_fast_naming_its_context_and_server(env, 
             # context in its message.
             assert done.seconds < (30 if outage == "stopped" else 60), f"took {done.seconds:.0f} s"
     assert project.run("stack", "export", stack="dc1").stdout == dc1_state
-    assert object_versions(env, "dc1") == dc1_objects and helm_history(env, "dc1") == dc1_history
+    assert object_versions(env, "dc1") == dc1_objects and env.helm_history("dc1") == dc1_history
     done = project.run("up", "--yes", "--expect-no-changes", stack="dc2", timeout=600)
     timed(f"{outage} dc2: up after the server returned", done.seconds)
     assert secret_state(env, "dc2") == dc2_secret
@@ -167,7 +136,7 @@ def test_a_failing_hook_on_upgrade_keeps_the_previous_federation_secret(env):
     preview shows nothing to do."""
     project = env.project
     output_before, dc1_secret, dc2_secret = output_digest(env), secret_state(env, "dc1"), secret_state(env, "dc2")
-    history = helm_history(env, "dc1")
+    history = env.helm_history("dc1")
     assert history[-1][1] == "deployed"
     env.harness["dc1"].fail_jobs({HOOK_JOB})
     project.overrides["dc1"] = {"helmValues": UI_INGRESS}
@@ -184,7 +153,7 @@ def test_a_failing_hook_on_upgrade_keeps_the_previous_federation_secret(env):
     # Measured 23-55 s: the upgrade with Helm's wait, then the hook. Helm does not wait out
     # releaseTimeoutSeconds (900 s) for a Job that has failed.
     assert done.seconds < 150, f"took {done.seconds:.0f} s"
-    assert helm_history(env, "dc1") == history + [(history[-1][0] + 1, "failed")]
+    assert env.helm_history("dc1") == history + [(history[-1][0] + 1, "failed")]
     assert ingresses(env, "dc1") == []  # created by the failed revision, removed: cleanupOnFail
     failed = [j for j in env.harness["dc1"].jobs() if j.name == HOOK_JOB and j.outcome == "failed"]
     assert failed and failed[-1].commands == []  # failed before any side effect
@@ -212,7 +181,7 @@ def test_after_the_failing_hook_the_next_up_converges(env):
     text = text_of(done)
     for job, state in ((HOOK_JOB, "Failed: BackoffLimitExceeded"), ("consul-server-acl-init-cleanup", "Complete")):
         assert f"deleted hook Job {NAMESPACE}/{job} ({state}" in text, text[-3000:]
-    history = helm_history(env, "dc1")
+    history = env.helm_history("dc1")
     assert [status for _, status in history[-3:]] == ["superseded", "failed", "deployed"]
     assert ingresses(env, "dc1") == ["consul-ui"]
     assert output_digest(env) == output_before
@@ -230,7 +199,7 @@ def test_a_changed_primary_gateway_reaches_the_secondary_and_nothing_is_replaced
     change, an in-place update of its copy of the secret (no replace, no delete, no create); up
     of dc2 leaves that Secret (same uid) with the new serverConfigJSON and its Release untouched."""
     project = env.project
-    dc2_secret, dc2_history, dc2_values = secret_state(env, "dc2"), helm_history(env, "dc2"), env.helm_values("dc2")
+    dc2_secret, dc2_history, dc2_values = secret_state(env, "dc2"), env.helm_history("dc2"), env.helm_values("dc2")
     assert server_config(env, "dc2")["primary_gateways"] == [f"{LB_ADDRESS['dc1']}:443"]
     project.overrides["dc1"] = {"helmValues": UI_INGRESS, "meshGateway": NODE_PORT_GATEWAY}
     project.write_stack("dc1")
@@ -254,7 +223,7 @@ def test_a_changed_primary_gateway_reaches_the_secondary_and_nothing_is_replaced
     assert after["uid"] == dc2_secret["uid"] and after["data"] != dc2_secret["data"]  # updated in place
     assert env.secret_data("dc2", FEDERATION_SECRET) == env.secret_data("dc1", FEDERATION_SECRET)
     assert server_config(env, "dc2")["primary_gateways"] == new_gateways
-    assert helm_history(env, "dc2") == dc2_history and env.helm_values("dc2") == dc2_values
+    assert env.helm_history("dc2") == dc2_history and env.helm_values("dc2") == dc2_values
 
 
 # --- What a person checks at the end -------------------------------------------------------
@@ -263,7 +232,7 @@ def test_a_changed_primary_gateway_reaches_the_secondary_and_nothing_is_replaced
 def test_every_stack_converges_with_no_change_left(env, stack):
     done = env.project.run("up", "--yes", "--expect-no-changes", stack=stack, timeout=600)
     timed(f"final up {stack} (no change)", done.seconds)
-    assert helm_history(env, stack)[-1][1] == "deployed"
+    assert env.helm_history(stack)[-1][1] == "deployed"
 
 
 def test_state_holds_no_plaintext_secrets(env):

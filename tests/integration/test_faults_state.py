@@ -22,7 +22,6 @@ bounded at about three times what they measured on the 2-core build machine unde
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import re
@@ -31,17 +30,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from federation_env import DATACENTERS, NAMESPACE, Federation, Project, federation
+from federation_env import DATACENTERS, Federation, NAMESPACE, Project, Timings, digest, federation
 from pulumi_mocks import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
@@ -67,15 +64,9 @@ KILL_RECOVERY = [
 ]
 # README, "Destroyed the primary before its secondaries": the way back.
 WRONG_ORDER_RECOVERY = ["python -m federation destroy", "python -m federation up"]
-TIMINGS: dict[str, float] = {}
+timed = Timings()
 SEEN: list[dict[str, str]] = []  # every federation secret seen in a cluster (plaintext check at the end)
 CA_AT_KILL: dict[str, str] = {}
-
-
-def timed(name: str, seconds: float) -> float:
-    TIMINGS[name] = round(seconds, 1)
-    print(f"\n[timing] {name}: {seconds:.1f} s")
-    return seconds
 
 
 # ---- processes ---------------------------------------------------------------------------------
@@ -161,14 +152,6 @@ def orphans(project: Project) -> list[int]:
     return found
 
 
-def cli(env: Federation, *args: str, timeout: int = 2400) -> subprocess.CompletedProcess:
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "federation", *args, "--project-dir", str(env.project.dir)],
-                          cwd=ROOT, env=env.project.env, capture_output=True, text=True, timeout=timeout)
-    done.seconds = time.monotonic() - started  # type: ignore[attr-defined]
-    return done
-
-
 def readme_section(title: str) -> str:
     text = Path(ROOT, "README.md").read_text(encoding="utf-8")
     start = text.index(f"\n## {title}\n")
@@ -209,10 +192,6 @@ def kubectl_by_api(env: Federation, argv: list[str]) -> subprocess.CompletedProc
 
 # ---- what a person checks ----------------------------------------------------------------------
 
-def digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
 def fed_secret(env: Federation, context: str) -> dict[str, str] | None:
     try:
         data = env.secret_data(context, FEDERATION_SECRET)
@@ -227,15 +206,6 @@ def fed_secret(env: Federation, context: str) -> dict[str, str] | None:
 
 def digests(env: Federation) -> dict[str, str | None]:
     return {dc: (digest(data) if (data := fed_secret(env, dc)) is not None else None) for dc in DATACENTERS}
-
-
-def helm_history(env: Federation, context: str = "dc1") -> list[tuple[int, str]]:
-    items = env.core(context).list_namespaced_secret(NAMESPACE, label_selector="owner=helm,name=consul").items
-    return sorted((int(s.metadata.labels["version"]), s.metadata.labels["status"]) for s in items)
-
-
-def namespaces(env: Federation, context: str) -> list[str]:
-    return [n.metadata.name for n in env.core(context).list_namespace().items]
 
 
 def export(project: Project, stack: str) -> dict:
@@ -256,8 +226,8 @@ def snapshot(env: Federation, context: str) -> dict[str, tuple]:
     """What a person would see changed in a cluster: every object of the Consul namespace (uid,
     and for Secrets and ConfigMaps their resourceVersion), and the namespaces."""
     core, apps = env.core(context), env.harness[context].apps()
-    seen: dict[str, tuple] = {f"Namespace/{n}": () for n in namespaces(env, context)}
-    if NAMESPACE not in namespaces(env, context):
+    seen: dict[str, tuple] = {f"Namespace/{n}": () for n in env.namespaces(context)}
+    if NAMESPACE not in env.namespaces(context):
         return seen
     for kind, items in (("Secret", core.list_namespaced_secret(NAMESPACE).items),
                         ("ConfigMap", core.list_namespaced_config_map(NAMESPACE).items)):
@@ -278,7 +248,7 @@ def wait_installing(env: Federation, proc: subprocess.Popen, timeout: float = 30
     while time.monotonic() < deadline:
         assert proc.poll() is None, "up ended before the install was seen:\n" + finish(proc)[-4000:]
         try:
-            if dict(helm_history(env)).get(1) == "pending-install":
+            if dict(env.helm_history("dc1")).get(1) == "pending-install":
                 apps.read_namespaced_stateful_set("consul-server", NAMESPACE)
                 return time.monotonic() - proc.started  # type: ignore[attr-defined]
         except Exception as exc:  # namespace, record or StatefulSet not there yet
@@ -322,7 +292,7 @@ def env(tmp_path_factory):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            print("\n[timing] summary: " + json.dumps(TIMINGS))
+            print("\n[timing] summary: " + json.dumps(timed))
         assert not left, f"processes of this module still running at its end: {left}"
         assert not fed.errors(), fed.errors()
 
@@ -344,7 +314,7 @@ def test_ctrl_c_while_the_release_installs_leaves_a_failed_release_that_up_upgra
     # The engine cancelled the provider; Helm recorded the install as failed.
     assert 'Helm release "consul/consul" was created, but failed to initialize completely' in out, out[-4000:]
     assert "context canceled" in out
-    assert helm_history(env) == [(1, "failed")]
+    assert env.helm_history("dc1") == [(1, "failed")]
     # The state is consistent: no lock, no pending operation, the Release with its init error.
     assert locks(project) == [] and pending(project, "dc1") == []
     release = release_in_state(project)
@@ -355,7 +325,7 @@ def test_ctrl_c_while_the_release_installs_leaves_a_failed_release_that_up_upgra
     # README: after Ctrl-C, `pulumi up -s dc1` again.
     done = project.run("up", "--yes", "--skip-preview", stack="dc1", timeout=1200)
     timed("recovery: pulumi up -s dc1 after Ctrl-C", done.seconds)
-    assert helm_history(env) == [(1, "superseded"), (2, "deployed")]
+    assert env.helm_history("dc1") == [(1, "superseded"), (2, "deployed")]
     secret = fed_secret(env, "dc1")
     assert secret and sorted(secret) == ["caCert", "caKey", "gossipEncryptionKey", "replicationToken",
                                          "serverConfigJSON"]
@@ -365,7 +335,7 @@ def test_ctrl_c_while_the_release_installs_leaves_a_failed_release_that_up_upgra
 
 def test_the_secondaries_join_the_recovered_primary(env):
     """`python -m federation up`: dc1 has nothing left to change after its recovery."""
-    done = cli(env, "up")
+    done = env.cli("up")
     timed("python -m federation up (dc1 unchanged, dc2 and dc3 created)", done.seconds)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     summary = done.stdout[done.stdout.index("up summary:"):]
@@ -430,7 +400,7 @@ def test_federation_up_beside_a_running_up_is_refused_and_leaves_its_lock(env):
     try:
         holder = locks(project)
         assert holder and holder[0]["pid"] == running.pid
-        done = cli(env, "up", "--stacks", "dc1", timeout=600)
+        done = env.cli("up", "--stacks", "dc1", timeout=600)
         timed("python -m federation up refused beside a running up", done.seconds)
         assert locks(project) == holder  # left alone
     finally:
@@ -459,7 +429,7 @@ def test_federation_destroy_of_the_primary_alone_is_refused_and_touches_nothing(
     clusters = {dc: snapshot(env, dc) for dc in DATACENTERS}
     states = {dc: export(project, dc) for dc in DATACENTERS}
     sums = digests(env)
-    done = cli(env, "destroy", "--stacks", "dc1", timeout=300)
+    done = env.cli("destroy", "--stacks", "dc1", timeout=300)
     timed("python -m federation destroy --stacks dc1 refused", done.seconds)
     assert done.seconds < 60
     assert done.returncode == 2, done.stdout + done.stderr
@@ -481,7 +451,7 @@ def test_plain_destroy_of_the_primary_strands_the_secondaries_whose_next_run_sto
     done = project.run("destroy", "--yes", "--skip-preview", stack="dc1", timeout=1200)
     timed("pulumi destroy -s dc1 while dc2 and dc3 exist", done.seconds)
     assert "- 9 deleted" in done.stdout
-    assert NAMESPACE not in namespaces(env, "dc1") and export(project, "dc1").get("resources") in (None, [])
+    assert NAMESPACE not in env.namespaces("dc1") and export(project, "dc1").get("resources") in (None, [])
     # The secondaries: untouched, still on the old federation secret.
     assert {dc: snapshot(env, dc) for dc in SECONDARIES} == secondaries
     assert {dc: digests(env)[dc] for dc in SECONDARIES} == {dc: old[dc] for dc in SECONDARIES}
@@ -511,7 +481,7 @@ def test_killed_while_installing_leaves_a_lock_a_pending_create_and_a_stuck_rele
     print(f"\nkilled {killed}")
     CA_AT_KILL['re-up'] = ca_digest(env)  # tls-init, a pre-install hook, made the CA before the objects
     time.sleep(3)
-    assert helm_history(env) == [(1, "pending-install")]  # for ever: nothing runs it any more
+    assert env.helm_history("dc1") == [(1, "pending-install")]  # for ever: nothing runs it any more
     held = locks(project)
     assert [lock["pid"] for lock in held] == [proc.pid]
     assert pending(project, "dc1") == [("creating", "dc1-consul")]
@@ -536,7 +506,7 @@ def test_the_readme_sequence_recovers_the_killed_install(env):
     assert re.search(rf"^{re.escape(RECORD_V1)}\s+helm\.sh/release\.v1\s+1\s+\S+\s+pending-install$", listing,
                      re.MULTILINE), listing
     assert len(listing.strip().splitlines()) == 2  # header and the one record: a first install
-    assert helm_history(env) == [(1, "deployed")]
+    assert env.helm_history("dc1") == [(1, "deployed")]
     assert ca_digest(env) == CA_AT_KILL['re-up']  # the killed install's CA was kept
     assert pending(project, "dc1") == [] and locks(project) == []
     done = project.run("up", "--yes", "--expect-no-changes", stack="dc1", timeout=1200)
@@ -565,7 +535,7 @@ def test_re_up_of_the_secondary_copies_the_new_secret_but_its_servers_keep_the_o
     # sees new data, not a deleted and re-created Secret.
     assert env.core("dc2").read_namespaced_secret(FEDERATION_SECRET, NAMESPACE).metadata.uid == uid
     assert any(line.startswith("~") and "dc2-federation-secret updated" in line for line in changed), changed
-    assert helm_history(env, "dc2") == [(1, "deployed")]  # the Release was not upgraded...
+    assert env.helm_history("dc2") == [(1, "deployed")]  # the Release was not upgraded...
     assert not signed_by_primary_ca(env, "dc2")  # ...so its servers' certificate is the old CA's
     assert digests(env)["dc3"] == before["dc3"]
 
@@ -577,19 +547,19 @@ def test_killed_install_during_the_way_back_is_recovered_by_federation_up(env):
     section = readme_section("Destroyed the primary before its secondaries")
     for line in WRONG_ORDER_RECOVERY:
         assert line in section, line
-    done = cli(env, "destroy")
+    done = env.cli("destroy")
     timed("python -m federation destroy (dc2, dc3, then dc1)", done.seconds)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-    assert all(NAMESPACE not in namespaces(env, dc) for dc in DATACENTERS)
+    assert all(NAMESPACE not in env.namespaces(dc) for dc in DATACENTERS)
     # The way back's first step is dc1's install: kill it.
     proc = start(project, "up", "--yes", "--skip-preview")
     timed("up dc1 until the Release is installing (way back)", wait_installing(env, proc))
     kill_all(proc)
     ca_at_kill = ca_digest(env)
-    assert helm_history(env) == [(1, "pending-install")] and pending(project, "dc1") == [("creating", "dc1-consul")]
+    assert env.helm_history("dc1") == [(1, "pending-install")] and pending(project, "dc1") == [("creating", "dc1-consul")]
     assert [lock["pid"] for lock in locks(project)] == [proc.pid]
 
-    done = cli(env, "up")
+    done = env.cli("up")
     timed("python -m federation up recovering dc1, then dc2 and dc3", done.seconds)
     assert done.seconds < 300
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-3000:]
@@ -606,7 +576,7 @@ def test_killed_install_during_the_way_back_is_recovered_by_federation_up(env):
     summary = done.stdout[done.stdout.index("up summary:"):]
     assert re.search(r"dc1\s+ok\s+create 2, same 7 \(recovered from an interrupted run: 1 pending operation\(s\), "
                      r"a stale lock\)", summary), summary
-    assert helm_history(env) == [(1, "deployed")] and ca_digest(env) == ca_at_kill
+    assert env.helm_history("dc1") == [(1, "deployed")] and ca_digest(env) == ca_at_kill
     sums = digests(env)
     assert sums["dc1"] and sums["dc2"] == sums["dc1"] and sums["dc3"] == sums["dc1"]
     assert len({digest(s) for s in SEEN}) == 3  # three CAs: the first install, the re-up, the way back

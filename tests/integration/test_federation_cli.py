@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from federation_env import DATACENTERS, LB_ADDRESS, NAMESPACE, Federation, federation
-from pulumi_mocks import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +28,8 @@ def env(tmp_path_factory):
         assert not fed.errors(), fed.errors()
 
 
-def cli(env: Federation, *args: str, timeout: int = 2400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "federation", *args, "--project-dir", str(env.project.dir)],
-                          cwd=ROOT, env=env.project.env, capture_output=True, text=True, timeout=timeout)
-
-
 def verify(env: Federation) -> tuple[subprocess.CompletedProcess, list[dict]]:
-    done = cli(env, "verify", "--kubernetes-only", "--json", timeout=300)
+    done = env.cli("verify", "--kubernetes-only", "--json", timeout=300)
     rows = json.loads(done.stdout)["rows"]
     assert rows, done.stderr
     return done, rows
@@ -48,12 +41,8 @@ def rows_of(rows: list[dict], check: str) -> dict[str, dict]:
     return found
 
 
-def namespaces(env: Federation, context: str) -> list[str]:
-    return [n.metadata.name for n in env.core(context).list_namespace().items]
-
-
 def test_up_of_every_stack_from_nothing(env):
-    done = cli(env, "up")
+    done = env.cli("up")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
     prefixed = {dc: [i for i, line in enumerate(lines) if line.startswith(f"[{dc}] ")] for dc in DATACENTERS}
@@ -66,7 +55,7 @@ def test_up_of_every_stack_from_nothing(env):
 
 
 def test_preview_of_every_stack_after_up_changes_nothing(env):
-    done = cli(env, "preview")
+    done = env.cli("preview")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     summary = done.stdout[done.stdout.index("preview summary:"):].splitlines()[1:]
     assert sorted(line.split()[0] for line in summary if line.strip()) == list(DATACENTERS), summary
@@ -90,7 +79,7 @@ def test_verify_passes_after_up(env):
 def test_consul_rows_are_not_checked_when_no_consul_answers(env):
     """No Consul runs here: the service proxy has nothing behind it. Those rows say why, never
     "passed", and without --kubernetes-only they fail the run."""
-    done = cli(env, "verify", "--json", timeout=600)
+    done = env.cli("verify", "--json", timeout=600)
     rows = json.loads(done.stdout)["rows"]
     consul = [r for r in rows if r["source"] == "consul"]
     assert {r["datacenter"] for r in consul} == set(DATACENTERS)
@@ -101,18 +90,18 @@ def test_consul_rows_are_not_checked_when_no_consul_answers(env):
 
 
 def test_destroying_only_the_primary_is_refused(env):
-    done = cli(env, "destroy", "--stacks", "dc1", timeout=300)
+    done = env.cli("destroy", "--stacks", "dc1", timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "refusing to destroy the primary dc1" in done.stderr
     assert "dc2 (" in done.stderr and "dc3 (" in done.stderr
-    assert NAMESPACE in namespaces(env, "dc1")
+    assert NAMESPACE in env.namespaces("dc1")
 
 
 def test_a_gateway_change_up_on_the_primary_only_is_reported_stale_then_fixed(env):
     project = env.project
     project.overrides["dc1"] = {"meshGateway": NODEPORT_GATEWAY}
     project.write_stack("dc1")
-    done = cli(env, "up", "--stacks", "dc1")
+    done = env.cli("up", "--stacks", "dc1")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert "[dc2]" not in done.stdout and "[dc3]" not in done.stdout
 
@@ -128,10 +117,10 @@ def test_a_gateway_change_up_on_the_primary_only_is_reported_stale_then_fixed(en
     assert sorted(dc for dc, r in copies.items() if r["status"] == "failed") == ["dc2", "dc3"]
     assert copies["dc2"]["detail"].startswith(
         f"stale: its copy's primary_gateways are {LB_ADDRESS['dc1']}:443, dc1's are now dc1-gateway.consul.test:30001")
-    table = cli(env, "verify", "--kubernetes-only", timeout=300)
+    table = env.cli("verify", "--kubernetes-only", timeout=300)
     assert table.returncode == 1 and "FAILED" in table.stdout and "consul-k8s#417" in table.stdout
 
-    done = cli(env, "up")
+    done = env.cli("up")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     summary = {line.split()[0]: line for line in done.stdout[done.stdout.index("up summary:"):].splitlines()[1:]
                if line.strip()}
@@ -148,11 +137,11 @@ def test_a_gateway_change_up_on_the_primary_only_is_reported_stale_then_fixed(en
 
 
 def test_destroy_leaves_no_namespace(env):
-    done = cli(env, "destroy")
+    done = env.cli("destroy")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
     primary = [i for i, line in enumerate(lines) if line.startswith("[dc1] ")]
     secondaries = [i for i, line in enumerate(lines) if line.startswith(("[dc2] ", "[dc3] "))]
     assert primary and secondaries and max(secondaries) < min(primary)
     for context in DATACENTERS:
-        assert NAMESPACE not in namespaces(env, context)
+        assert NAMESPACE not in env.namespaces(context)

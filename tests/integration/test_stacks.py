@@ -63,10 +63,6 @@ def decoded(data: dict[str, str], key: str) -> bytes:
     return base64.b64decode(data[key])
 
 
-def namespaces(env: Federation, context: str) -> list[str]:
-    return [n.metadata.name for n in env.core(context).list_namespace().items]
-
-
 # The tests below run in order and share the three clusters and the state backend.
 
 def test_secondary_before_primary_stack_exists(env):
@@ -88,7 +84,7 @@ def test_secondary_before_primary_is_deployed_creates_nothing(env):
     text = done.stdout + done.stderr
     assert "deploy the primary first: pulumi up -s dc1" in text, text[-3000:]
     assert "Traceback" not in text
-    assert NAMESPACE not in namespaces(env, "dc2")
+    assert NAMESPACE not in env.namespaces("dc2")
 
 
 def test_first_preview_of_the_primary(env):
@@ -233,7 +229,7 @@ def test_destroy_in_reverse_order_leaves_nothing(env):
         project.run("destroy", "--yes", "--skip-preview", stack=stack, timeout=1200)
     for context in DATACENTERS:
         api = env.api(context)
-        assert NAMESPACE not in namespaces(env, context)
+        assert NAMESPACE not in env.namespaces(context)
         assert not [f"{s.metadata.namespace}/{s.metadata.name}"
                     for s in env.core(context).list_secret_for_all_namespaces().items
                     if s.metadata.name.startswith("consul-") or s.metadata.namespace == NAMESPACE]

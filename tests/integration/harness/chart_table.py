@@ -140,30 +140,25 @@ def _webhooks(*, ratelimits: bool, custom_gateway_policy: bool) -> dict[tuple[st
     return out
 
 
+def _line(version: str, consul: str, ratelimits: bool, custom_gateways: bool) -> ChartLine:
+    """A chart line: its images, and what differs between lines (the namespaced and custom
+    gateway-cleanup Jobs and the custom gateway policy webhook, the rate limit webhook)."""
+    cleanup = ({f"{CONTROL_PLANE} gateway-cleanup": _GATEWAY_CLEANUP_NS,
+                f"{CONTROL_PLANE} gateway-cleanup-custom": _GATEWAY_CLEANUP_CUSTOM} if custom_gateways
+               else {f"{CONTROL_PLANE} gateway-cleanup": _GATEWAY_CLEANUP})
+    return ChartLine(
+        version=version,
+        images=(f"hashicorp/consul-k8s-control-plane:{version}.", f"hashicorp/consul:{consul}.",
+                f"hashicorp/consul-dataplane:{version}."),
+        jobs={**_JOBS_COMMON, **cleanup},
+        shell_noops=_SHELL_NOOPS, workloads=_WORKLOADS,
+        webhooks=_webhooks(ratelimits=ratelimits, custom_gateway_policy=custom_gateways))
+
+
 CHART_LINES: dict[str, ChartLine] = {
-    "1.8": ChartLine(
-        version="1.8",
-        images=("hashicorp/consul-k8s-control-plane:1.8.", "hashicorp/consul:1.21.",
-                "hashicorp/consul-dataplane:1.8."),
-        jobs={**_JOBS_COMMON, f"{CONTROL_PLANE} gateway-cleanup": _GATEWAY_CLEANUP_NS,
-              f"{CONTROL_PLANE} gateway-cleanup-custom": _GATEWAY_CLEANUP_CUSTOM},
-        shell_noops=_SHELL_NOOPS, workloads=_WORKLOADS,
-        webhooks=_webhooks(ratelimits=False, custom_gateway_policy=True)),
-    "1.9": ChartLine(
-        version="1.9",
-        images=("hashicorp/consul-k8s-control-plane:1.9.", "hashicorp/consul:1.22.",
-                "hashicorp/consul-dataplane:1.9."),
-        jobs={**_JOBS_COMMON, f"{CONTROL_PLANE} gateway-cleanup": _GATEWAY_CLEANUP},
-        shell_noops=_SHELL_NOOPS, workloads=_WORKLOADS,
-        webhooks=_webhooks(ratelimits=False, custom_gateway_policy=False)),
-    "2.0": ChartLine(
-        version="2.0",
-        images=("hashicorp/consul-k8s-control-plane:2.0.", "hashicorp/consul:2.0.",
-                "hashicorp/consul-dataplane:2.0."),
-        jobs={**_JOBS_COMMON, f"{CONTROL_PLANE} gateway-cleanup": _GATEWAY_CLEANUP_NS,
-              f"{CONTROL_PLANE} gateway-cleanup-custom": _GATEWAY_CLEANUP_CUSTOM},
-        shell_noops=_SHELL_NOOPS, workloads=_WORKLOADS,
-        webhooks=_webhooks(ratelimits=True, custom_gateway_policy=True)),
+    "1.8": _line("1.8", consul="1.21", ratelimits=False, custom_gateways=True),
+    "1.9": _line("1.9", consul="1.22", ratelimits=False, custom_gateways=False),
+    "2.0": _line("2.0", consul="2.0", ratelimits=True, custom_gateways=True),
 }
 
 
