@@ -19,7 +19,7 @@ import pulumi
 import yaml
 
 from . import values_guard
-from .chart_version import SUPPORTED_MINIMUM, fmt, line, parse_version
+from .chart_version import OLD_LINES_END, REAL_CONSUL_CHART, SUPPORTED_MINIMUM, fmt, line, parse_version
 from .constants import CONFIG_NAMESPACE
 
 DEFAULT_CHART_VERSION = "2.0.3"
@@ -267,7 +267,7 @@ def _check_chart_version(reader: _Reader, version: str) -> None:
     elif parsed < SUPPORTED_MINIMUM:
         reader.error("chartVersion", version,
                      f"this program supports Consul chart {fmt(SUPPORTED_MINIMUM)} or later, and CI "
-                     f"renders and installs the {values_guard.rendered_lines_text()} lines (see README, 'Chart versions')")
+                     f"renders the {values_guard.rendered_lines_text()} lines (see README, 'Chart versions')")
 
 
 def _chart_path_version(reader: _Reader, path: str) -> Optional[str]:
@@ -440,13 +440,18 @@ def config_warnings(cfg: DatacenterConfig) -> list[str]:
     checked_against = values_guard.key_list_version(cfg.chart_version)
     if version is not None and line(version) not in values_guard.rendered_lines():
         warnings.append(
-            f"chart {cfg.chart_version}: CI renders and installs no chart of the "
-            f"{version[0]}.{version[1]} line (it does the {values_guard.rendered_lines_text()} lines), so neither this program's "
+            f"chart {cfg.chart_version}: CI renders no chart of the "
+            f"{version[0]}.{version[1]} line (it renders the {values_guard.rendered_lines_text()} lines), so neither this program's "
             "values nor helmValues keys are checked against it")
     elif checked_against is not None and checked_against != cfg.chart_version and cfg.helm_values:
         warnings.append(
             f"chart {cfg.chart_version}: helmValues keys were checked against chart "
             f"{checked_against}, the newest of its line this program ships a key list for")
+    if version is not None and line(version) < OLD_LINES_END and cfg.chart_version != REAL_CONSUL_CHART:
+        warnings.append(
+            f"chart {cfg.chart_version}: of the 1.0-1.7 lines only chart {REAL_CONSUL_CHART} is tested "
+            f"(CI runs its Consul 1.16.1, control plane and gateways for real); use {REAL_CONSUL_CHART} "
+            "or a 1.8 or later chart")
     partition = (cfg.helm_values.get("server") or {}).get("updatePartition")
     if cfg.is_primary and isinstance(partition, int) and partition > 0:
         warnings.append(f"helmValues.server.updatePartition is {partition}: the primary's "

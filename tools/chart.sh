@@ -21,6 +21,8 @@ CONSUL_CHARTS=(
   "2.0.3 2edcf261931437d4fb4f97f28290e1c76e0468e467234afafbd68bb8636640ac"
   "1.9.11 8201e8a904ed1c22529bde41353d04f05383e249d0dc909c51a6c875a858e14e"
   "1.8.16 039117c4a49f707d12ee565471eb877e0cd8b133dd4998f3d300a318f8e388b7"
+  # The newest line whose Consul (1.16.1) is MPL-2.0: the consul tier runs its pods for real.
+  "1.2.1 18caae43c75bd3b3e6c4c9e22f87cb9c9bb7961fe72038f4f3d45913524b3525"
 )
 
 build_helm() {

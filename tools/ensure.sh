@@ -2,7 +2,7 @@
 # Make sure the pinned real tools exist in the cache, building or downloading what is missing.
 # Usage: tools/ensure.sh GROUP...   GROUP: chart (helm, Consul charts), pulumi (CLI, Python host),
 # providers (kubernetes, random), cluster (etcd, kube-apiserver), actionlint, engine
-# (pulumi+providers), all
+# (pulumi+providers), consul (Consul 1.16.1, consul-k8s-control-plane, consul-dataplane, envoy), all
 # Prints KEY=/absolute/path lines on stdout (logs go to stderr); idempotent and safe to run
 # concurrently (per-tool locks).
 set -euo pipefail
@@ -10,9 +10,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 [ $# -gt 0 ] || set -- all
 for group in "$@"; do
   case "$group" in
-    chart|pulumi|providers|cluster|actionlint) bash "$here/$group.sh" ;;
+    chart|pulumi|providers|cluster|actionlint|consul) bash "$here/$group.sh" ;;
     engine) for g in pulumi providers; do bash "$here/$g.sh"; done ;;
-    all) for g in chart pulumi providers cluster actionlint; do bash "$here/$g.sh"; done ;;
-    *) echo "unknown tool group: $group (chart, pulumi, providers, cluster, engine, all)" >&2; exit 2 ;;
+    all) for g in chart cluster consul pulumi providers actionlint; do bash "$here/$g.sh"; done ;;
+    *) echo "unknown tool group: $group (chart, pulumi, providers, cluster, consul, engine, all)" >&2; exit 2 ;;
   esac
 done

@@ -276,12 +276,20 @@ def test_server_acl_init_arguments(c, version):
 def test_proxy_defaults_admission_is_served_by_the_connect_injector(c, version):
     """ProxyDefaults is admitted only by the connect injector's webhook (failurePolicy Fail), which
     is why the Release must be ready before the program creates ProxyDefaults; the webhook
-    cert manager keeps the CA bundle of both webhook configurations it names."""
+    cert manager keeps the CA bundle of every webhook configuration it names (the validating one
+    exists from chart 1.3 on; chart 1.2.1 renders none)."""
     r = render(c, version)
     cfg = c.parsed()
     p, ns = cfg.resource_prefix, cfg.namespace
     mutating = r.get("MutatingWebhookConfiguration", f"{p}-connect-injector")
-    validating = r.get("ValidatingWebhookConfiguration", f"{p}-connect-injector")
+    configurations = [mutating]
+    if version == "1.2.1":
+        assert r.find("ValidatingWebhookConfiguration", f"{p}-connect-injector") is None
+    else:
+        validating = r.get("ValidatingWebhookConfiguration", f"{p}-connect-injector")
+        assert validating["webhooks"], "the validating configuration has no webhooks"
+        assert {w["clientConfig"]["service"]["name"] for w in validating["webhooks"]} == {f"{p}-connect-injector"}
+        configurations.append(validating)
     hooks = [w for w in mutating["webhooks"] if any("proxydefaults" in rule["resources"] for rule in w["rules"])]
     assert len(hooks) == 1, mutating["webhooks"]
     (hook,) = hooks
@@ -289,14 +297,12 @@ def test_proxy_defaults_admission_is_served_by_the_connect_injector(c, version):
     assert sorted(op for rule in hook["rules"] for op in rule["operations"]) == ["CREATE", "UPDATE"]
     assert hook["clientConfig"]["service"] == {"name": f"{p}-connect-injector", "namespace": ns,
                                                "path": "/mutate-v1alpha1-proxydefaults"}
-    assert validating["webhooks"], "the validating configuration has no webhooks"
-    assert {w["clientConfig"]["service"]["name"] for w in validating["webhooks"]} == {f"{p}-connect-injector"}
     service = r.get("Service", f"{p}-connect-injector")
     injector = r.get("Deployment", f"{p}-connect-injector")
     labels = injector["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     (config,) = json.loads(r.get("ConfigMap", f"{p}-webhook-cert-manager-config")["data"]["webhook-config.json"])
-    assert config["name"] == mutating["metadata"]["name"] == validating["metadata"]["name"]
+    assert {config["name"]} == {c["metadata"]["name"] for c in configurations}
     assert f"{p}-connect-injector.{ns}.svc" in config["tlsAutoHosts"]
 
 

@@ -31,7 +31,7 @@ def lines(done: subprocess.CompletedProcess) -> dict[str, str]:
 
 def test_pinned_charts_come_from_shared_charts():
     charts = consul_charts()
-    assert sorted(charts) == ["1.8.16", "1.9.11", "2.0.3"]
+    assert sorted(charts) == ["1.2.1", "1.8.16", "1.9.11", "2.0.3"]
     for version, path in charts.items():
         with open(os.path.join(path, "Chart.yaml"), encoding="utf-8") as handle:
             assert f"\nversion: {version}\n" in "\n" + handle.read()

@@ -50,8 +50,8 @@ def test_booleans_from_stack_yaml_strings():
     ("releaseName", "Consul!", "Helm release name"),
     ("globalName", "x" * 39, "at most 38"),
     ("chartVersion", "latest", "such as 2.0.3"),
-    ("chartVersion", "0.20.0", "chart 1.0.0 or later, and CI renders and installs the 1.8, 1.9, 2.0 lines"),
-    ("chartVersion", "0.49.8", "chart 1.0.0 or later, and CI renders and installs the 1.8, 1.9, 2.0 lines"),
+    ("chartVersion", "0.20.0", "chart 1.0.0 or later, and CI renders the 1.2, 1.8, 1.9, 2.0 lines"),
+    ("chartVersion", "0.49.8", "chart 1.0.0 or later, and CI renders the 1.2, 1.8, 1.9, 2.0 lines"),
     ("releaseTimeoutSeconds", 10, "a whole number from 30 to 7200"),
     ("releaseTimeoutSeconds", "soon", "a whole number from 30 to 7200"),
     ("chartRepo", "helm.releases.hashicorp.com", "Helm repository URL"),
@@ -200,10 +200,22 @@ def test_warnings():
 @pytest.mark.parametrize("version,line", [("1.0.0", "1.0"), ("1.7.9", "1.7"), ("2.1.0", "2.1")])
 def test_chart_lines_ci_does_not_render_are_accepted_with_a_warning(version, line):
     cfg = parse_config(primary(chartVersion=version, helmValues={"server": {"no-such-key": 1}}))
-    (warning,) = config_warnings(cfg)
-    assert warning == (f"chart {version}: CI renders and installs no chart of the {line} line (it does "
-                       "the 1.8, 1.9, 2.0 lines), so neither this program's values nor helmValues "
-                       "keys are checked against it")
+    warnings = config_warnings(cfg)
+    assert warnings[0] == (f"chart {version}: CI renders no chart of the {line} line (it renders "
+                           "the 1.2, 1.8, 1.9, 2.0 lines), so neither this program's values nor helmValues "
+                           "keys are checked against it")
+    old_line = ("chart {}: of the 1.0-1.7 lines only chart 1.2.1 is tested (CI runs its Consul 1.16.1, "
+                "control plane and gateways for real); use 1.2.1 or a 1.8 or later chart").format(version)
+    assert warnings[1:] == ([old_line] if version != "2.1.0" else [])
+
+
+def test_chart_1_2_1_is_the_tested_chart_of_the_old_lines():
+    assert config_warnings(parse_config(primary(chartVersion="1.2.1"))) == []
+    (warning,) = config_warnings(parse_config(primary(chartVersion="1.2.0")))
+    assert warning.startswith("chart 1.2.0: of the 1.0-1.7 lines only chart 1.2.1 is tested")
+    assert only_error(primary(chartVersion="1.2.1", helmValues={"server": {"replica": 5}})) == (
+        "consul-federation:helmValues: 'server.replica' is not a value of the Consul chart 1.2.1; "
+        "did you mean 'server.replicas'?")
 
 
 def test_patch_release_without_its_own_key_list_is_checked_against_its_line():
@@ -215,7 +227,7 @@ def test_patch_release_without_its_own_key_list_is_checked_against_its_line():
                        "of its line this program ships a key list for")
 
 
-@pytest.mark.parametrize("version", ["2.0.3", "1.9.11", "1.8.16"])
+@pytest.mark.parametrize("version", ["2.0.3", "1.9.11", "1.8.16", "1.2.1"])
 def test_misspelt_helm_value_names_the_nearest_chart_key(version):
     message = only_error(primary(chartVersion=version, helmValues={"server": {"replica": 5}}))
     assert message == ("consul-federation:helmValues: 'server.replica' is not a value of the Consul "
