@@ -89,9 +89,13 @@ build_consul() {
     go build -trimpath -ldflags "-s -w" -o "$out/consul" github.com/hashicorp/consul
   )
   rm -rf "$src"
-  "$out/consul" version >&2
-  "$out/consul" version | grep -q "^Consul ${CONSUL_VERSION}$" ||
-    { log "built consul does not report $CONSUL_VERSION"; return 1; }
+  local reported
+  reported=$("$out/consul" version)
+  echo "$reported" >&2
+  case "$reported" in
+    "Consul $CONSUL_VERSION"*) ;;
+    *) log "built consul does not report $CONSUL_VERSION"; return 1 ;;
+  esac
 }
 
 build_control_plane() {

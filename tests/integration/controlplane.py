@@ -160,7 +160,8 @@ class ControlPlane:
 
     def __init__(self, name: str, workdir: os.PathLike | str, etcd: os.PathLike | str,
                  apiserver: os.PathLike | str, *, start: bool = True,
-                 timeout: float = 180.0, extra_apiserver_args: Iterable[str] = ()):
+                 timeout: float = 180.0, extra_apiserver_args: Iterable[str] = (),
+                 service_cidr: str = SERVICE_CLUSTER_IP_RANGE, extra_sans: Iterable[str] = ()):
         self.name = name
         self.workdir = Path(workdir).resolve()
         self.dir = self.workdir / name
@@ -168,6 +169,10 @@ class ControlPlane:
         self.apiserver_bin = str(Path(apiserver).resolve())
         self.timeout = timeout
         self.extra_apiserver_args = list(extra_apiserver_args)
+        # Distinct per plane where their pods share one network (tests/consul); the apiserver's
+        # serving certificate names the first service IP and any address it is reached at.
+        self.service_cidr = service_cidr
+        self.extra_sans = list(extra_sans)
 
         self.egress_socket = str(self.dir / "egress.sock")
         if len(os.fsencode(self.egress_socket)) > _UNIX_PATH_MAX:
@@ -200,11 +205,11 @@ class ControlPlane:
     def _write_pki(self) -> None:
         self.cert_dir.mkdir(parents=True, exist_ok=True)
         ca = make_ca(f"{self.name}-ca", days=365)
-        service_ip = str(next(ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE).hosts()))
+        service_ip = str(next(ipaddress.ip_network(self.service_cidr).hosts()))
         serving_cert, serving_key = issue_cert(
             *ca, "kube-apiserver", ["127.0.0.1", service_ip, "localhost", "kubernetes",
                                     "kubernetes.default", "kubernetes.default.svc",
-                                    "kubernetes.default.svc.cluster.local"])
+                                    "kubernetes.default.svc.cluster.local", *self.extra_sans])
         self.client_cert_data, self.client_key_data = issue_cert(
             *ca, ADMIN_USER, [], organizations=["system:masters"])
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -341,7 +346,7 @@ class ControlPlane:
             # the real reconciler would publish 127.0.0.1, which Endpoints validation rejects;
             # whoever needs default/kubernetes Endpoints writes them (harness/loadbalancer.py)
             "--endpoint-reconciler-type=none",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            f"--service-cluster-ip-range={self.service_cidr}",
             f"--service-account-issuer={self.service_account_issuer}",
             f"--service-account-key-file={self.sa_pub_file}",
             f"--service-account-signing-key-file={self.sa_key_file}",
