@@ -56,7 +56,7 @@ def _federation(project_dir: Path, env: dict[str, str], *args: str) -> int:
 def run(args: argparse.Namespace) -> int:
     integration = os.path.join(operate.REPO_ROOT, "tests", "integration")
     sys.path[:0] = [integration, os.path.join(operate.REPO_ROOT, "tests")]
-    from controlplane import ControlPlane, write_kubeconfig  # noqa: E402 (the test tier's planes)
+    from localcluster.controlplane import ControlPlane, write_kubeconfig
     from federation_env import ENDPOINT_ADDRESS, LB_ADDRESS, Project
     from harness import ClusterHarness
     from real_tools import ensure

@@ -115,9 +115,10 @@ class Controllers:
         except ApiException as e:
             if e.status == 409:
                 return
-            # An admission webhook that is not up yet (e.g. the injector's own): retried.
-            self.c.error_once(f"creating pod {md['namespace']}/{name}: {e.status} "
-                              f"{_message(e)}", transient=True)
+            # An admission webhook that is not up yet is retried; anything else is an error.
+            message = _message(e)
+            self.c.error_once(f"creating pod {md['namespace']}/{name}: {e.status} {message}",
+                              transient="failed calling webhook" in message)
 
     def _delete_pod(self, pod: dict) -> None:
         try:
@@ -302,7 +303,12 @@ class Controllers:
                 continue
             if not parallel and any(not self._ready(mine.get(f"{name}-{j}", {})) for j in range(i)):
                 break
-            self._create_pod(sts, spec["template"], pod_name,
+            template = json.loads(json.dumps(spec["template"]))
+            template["spec"].setdefault("volumes", []).extend(
+                {"name": claim["metadata"]["name"], "persistentVolumeClaim": {
+                    "claimName": f"{claim['metadata']['name']}-{pod_name}"}}
+                for claim in spec.get("volumeClaimTemplates") or [])
+            self._create_pod(sts, template, pod_name,
                              {REVISION_LABEL: revision, "statefulset.kubernetes.io/pod-name": pod_name},
                              hostname=pod_name, subdomain=spec.get("serviceName"))
         partition = ((spec.get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition", 0)

@@ -276,10 +276,6 @@ class PodRun:
                 kinds = sorted(k for k in vol if k != "name")
                 raise PodFailed(f"volume {name} is of a kind the kubelet here does not mount: {kinds}")
             out[name] = path
-        for claim in claims:  # volumeClaimTemplates: a directory per pod that outlives it
-            path = self.c.workdir / "claims" / self.ns / f"{claim}-{self.name}"
-            path.mkdir(parents=True, exist_ok=True)
-            out.setdefault(claim, path)
         if self._automount():
             out[SA_MOUNT] = self._service_account_files(root / "kube-api-access")
         return out

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import yaml
 from kubernetes import client, config
 
-from controlplane import ControlPlane, write_kubeconfig
+from localcluster.controlplane import ControlPlane, write_kubeconfig
 from harness import ClusterHarness
 from pulumi_mocks import ROOT
 from real_tools import consul_charts, ensure

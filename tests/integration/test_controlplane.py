@@ -18,7 +18,7 @@ import pytest
 try:
     from .controlplane import ControlPlane, write_kubeconfig
 except ImportError:  # tests/integration is not a package
-    from controlplane import ControlPlane, write_kubeconfig
+    from localcluster.controlplane import ControlPlane, write_kubeconfig
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client as k8s  # noqa: E402

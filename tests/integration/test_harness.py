@@ -5,7 +5,7 @@ apiserver's side), command parsing, and ``test_chart_table_covers_rendered_chart
 renders every pinned chart with the program's own values and fails on any Job command,
 workload or webhook the harness table does not know.
 
-With two real control planes (``controlplane.ControlPlane``) and the real chart 2.0.3 installed
+With two real control planes (``localcluster.controlplane.ControlPlane``) and the real chart 2.0.3 installed
 by the real helm with ``--wait``: dc1 as the primary (LoadBalancer gateway), dc2 as a secondary
 from dc1's federation secret; what Helm's wait, the Pulumi program and a reviewer rely on.
 """
@@ -32,7 +32,7 @@ from kubernetes.client.rest import ApiException
 import harness as H
 from harness.jobs import Jobs, plan_job
 from harness.workloads import classify
-from pki import issue_cert, make_ca
+from localcluster.pki import issue_cert, make_ca
 from stack_matrix import CASES, case
 
 pytestmark = pytest.mark.integration
@@ -266,7 +266,7 @@ def tools() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def planes(tools, tmp_path_factory):
     """Two real control planes, dc1 and dc2, one kubeconfig, and a harness on each."""
-    from controlplane import ControlPlane, write_kubeconfig
+    from localcluster.controlplane import ControlPlane, write_kubeconfig
     workdir = tmp_path_factory.mktemp("hns")  # short: the egress socket path is limited
     with ControlPlane("dc1", workdir, tools["ETCD"], tools["KUBE_APISERVER"]) as dc1, \
             ControlPlane("dc2", workdir, tools["ETCD"], tools["KUBE_APISERVER"]) as dc2:

@@ -1,6 +1,6 @@
 """A stand-in for the WORKLOAD side of a Kubernetes cluster running the Consul Helm chart, for
 integration tests against a real kube-apiserver with no kubelet and no controllers (see
-``controlplane.py``).
+``localcluster/controlplane.py``).
 
 ``ClusterHarness(kubeconfig_path, context, egress_socket, *, lb_ip="127.0.0.2",
 apiserver_endpoint_ip="192.0.2.10", ...)`` runs background threads against one cluster (use

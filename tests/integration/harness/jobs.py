@@ -72,7 +72,7 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from pki import issue_cert, make_ca
+from localcluster.pki import issue_cert, make_ca
 
 from .chart_table import CONSUL_SERVER, CONTROL_PLANE, MESH_GATEWAY, chart_line_of
 from .commands import argvs, check_invocation, command_of, flag, flag_bool, run_script

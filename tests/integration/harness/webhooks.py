@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Optional
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from pki import issue_cert, make_ca
+from localcluster.pki import issue_cert, make_ca
 
 from .chart_table import CERT_MANAGER, WEBHOOK_SERVER
 from .commands import flag, parse_control_plane_invocations

@@ -81,7 +81,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pki import issue_cert, make_ca
+from .pki import issue_cert, make_ca
 
 __all__ = ["ControlPlane", "ControlPlaneError", "write_kubeconfig"]
 

@@ -1,0 +1,91 @@
+"""Local clusters whose pods run for real (the ``localcluster`` package), for the consul tier.
+
+One ``RealFederation`` per test module: a kube-apiserver per datacenter (its service range that
+of the cluster's index, its serving certificate naming the node address the API server is
+reached at from pods), a ``LocalCluster`` on each, and one kubeconfig with a context per
+datacenter. Everything runs in the network namespace ``tools/netns.sh`` made for this run.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from kubernetes import client, config
+
+from localcluster.controlplane import ControlPlane, write_kubeconfig
+from localcluster import LocalCluster, NodeNetwork
+from localcluster.network import ClusterAddresses
+from real_tools import consul_charts, ensure
+
+CHART = "1.2.1"
+NAMESPACE = "consul"
+
+
+@dataclass
+class RealFederation:
+    workdir: Path
+    kubeconfig: Path
+    planes: dict[str, ControlPlane]
+    clusters: dict[str, LocalCluster]
+    tools: dict[str, str]
+
+    @property
+    def chart(self) -> str:
+        return consul_charts()[CHART]
+
+    def api(self, dc: str) -> client.ApiClient:
+        return config.new_client_from_config(config_file=str(self.kubeconfig), context=dc)
+
+    def core(self, dc: str) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api(dc))
+
+    def helm(self, dc: str, *args: str, values: dict[str, Any] | None = None,
+             timeout: int = 900) -> subprocess.CompletedProcess:
+        """helm with this datacenter's context; ``values`` go in as a values file on stdin."""
+        cmd = [self.tools["HELM"], "--kubeconfig", str(self.kubeconfig), "--kube-context", dc, *args]
+        if values is not None:
+            cmd += ["-f", "-"]
+        started = time.monotonic()
+        done = subprocess.run(cmd, input=json.dumps(values) if values is not None else None,
+                              capture_output=True, text=True, timeout=timeout)
+        done.seconds = time.monotonic() - started  # type: ignore[attr-defined]
+        return done
+
+    def secret(self, dc: str, name: str, namespace: str = NAMESPACE) -> dict[str, bytes]:
+        s = self.core(dc).read_namespaced_secret(name, namespace)
+        return {k: base64.b64decode(v) for k, v in (s.data or {}).items()}
+
+    def errors(self) -> dict[str, list[str]]:
+        return {dc: c.errors() for dc, c in self.clusters.items() if c.errors()}
+
+
+@contextlib.contextmanager
+def real_federation(workdir: Path, datacenters: tuple[str, ...]) -> Iterator[RealFederation]:
+    tools = {**ensure("chart"), **ensure("cluster"), **ensure("consul")}
+    network = NodeNetwork().start()
+    with contextlib.ExitStack() as stack:
+        planes: dict[str, ControlPlane] = {}
+        for index, dc in enumerate(datacenters, start=1):
+            addresses = ClusterAddresses(index)
+            planes[dc] = stack.enter_context(ControlPlane(
+                dc, workdir, tools["ETCD"], tools["KUBE_APISERVER"],
+                service_cidr=addresses.service_cidr, extra_sans=[addresses.node_ip]))
+        kubeconfig = write_kubeconfig(workdir / "kubeconfig", list(planes.values()))
+        clusters = {dc: stack.enter_context(LocalCluster(
+            dc, index, kubeconfig, dc, egress_socket=planes[dc].egress_socket,
+            apiserver_ca=planes[dc].ca_data, network=network,
+            bin_dir=tools["CONSUL_BIN_DIR"], workdir=workdir / "pods"))
+            for index, dc in enumerate(datacenters, start=1)}
+        yield RealFederation(workdir, kubeconfig, planes, clusters, tools)
+
+
+def rendered(values: dict[str, Any]) -> str:
+    return yaml.safe_dump(values)
