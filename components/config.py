@@ -321,8 +321,14 @@ def _chart(r: _Reader) -> tuple[str, str, Optional[str]]:
     return chart_version, chart_repo, chart_path
 
 
-def _mesh_gateway(r: _Reader) -> MeshGatewayConfig:
+def _mesh_gateway(r: _Reader, role: Optional[str]) -> MeshGatewayConfig:
     gw_raw = r.mapping("meshGateway")
+    if role == "secondary" and "mode" in gw_raw:
+        r.error("meshGateway.mode", gw_raw["mode"],
+                "the mode is set in the primary's stack only: ProxyDefaults global is a config "
+                "entry Consul replicates from the primary to every datacenter, and a secondary's "
+                "own copy is refused as managed in a different datacenter (consul#6327); "
+                "remove it here")
     r.errors.extend(_unknown_keys(gw_raw, MESH_GATEWAY_KEYS, "meshGateway."))
     service_type = r.choice(gw_raw, "serviceType", "meshGateway.serviceType", SERVICE_TYPES, "LoadBalancer")
     node_port = r.integer(gw_raw, "nodePort", "meshGateway.nodePort", 1, 65535)
@@ -387,7 +393,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset
     gossip = r.boolean("gossipEncryption", True)
     release_timeout = r.integer(raw, "releaseTimeoutSeconds", "releaseTimeoutSeconds",
                                 *RELEASE_TIMEOUT_RANGE) or DEFAULT_RELEASE_TIMEOUT
-    mesh_gateway = _mesh_gateway(r)
+    mesh_gateway = _mesh_gateway(r, role)
     primary_stack, auth_host = _federation_settings(r, role)
     helm_values = r.mapping("helmValues")
     r.errors.extend(values_guard.check_user_values(helm_values, chart_version))

@@ -51,12 +51,15 @@ def cluster(name: str, cfg: DatacenterConfig, parent: pulumi.Resource,
 def install(name: str, cfg: DatacenterConfig, provider: k8s.Provider, namespace: k8s.core.v1.Namespace,
             values: pulumi.Input[dict[str, Any]], needs: Sequence[pulumi.Resource],
             parent: pulumi.Resource) -> k8s.helm.v3.Release:
-    """The Release (after the namespace and `needs`), then ProxyDefaults (after the Release,
-    whose connect injector admits it)."""
+    """The Release (after the namespace and `needs`), then, in the primary, ProxyDefaults (after
+    the Release, whose connect injector admits it). Consul replicates config entries from the
+    primary to every secondary, whose controller refuses a copy of its own as "managed in
+    different datacenter" (seen on real Consul 1.16 in tests/consul; consul#6327)."""
     namespace_name = namespace.metadata.name
     release = consul_release(
         f"{name}-consul", cfg, namespace_name, values,
         pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[namespace, *needs]))
-    proxy_defaults(f"{name}-proxy-defaults", cfg.mesh_gateway.mode, namespace_name,
-                   pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[release]))
+    if cfg.is_primary:
+        proxy_defaults(f"{name}-proxy-defaults", cfg.mesh_gateway.mode, namespace_name,
+                       pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[release]))
     return release

@@ -134,6 +134,21 @@ def replication_verdict(status: Replication, primary: str) -> tuple[bool, str]:
     return True, f"{status.replication_type or 'running'} from {primary}{since}"
 
 
+def parse_proxy_defaults_mode(text: str | bytes) -> str:
+    """The mesh gateway mode of ``GET /v1/config/proxy-defaults/global`` ("" when unset)."""
+    doc = _json(text, "proxy-defaults")
+    if not isinstance(doc, dict) or doc.get("Kind") != "proxy-defaults":
+        raise ConsulOutputError("proxy-defaults: expected a proxy-defaults config entry")
+    return str((doc.get("MeshGateway") or {}).get("Mode") or "")
+
+
+def proxy_defaults_verdict(mode: str, primary_mode: str) -> tuple[bool, str]:
+    """A secondary has the primary's ProxyDefaults only through config entry replication."""
+    if mode == primary_mode:
+        return True, f"mesh gateway mode {mode}, replicated from the primary"
+    return False, f"mesh gateway mode {mode or 'unset'}, but the primary's ProxyDefaults says {primary_mode}"
+
+
 def primary_gateways(server_config_json: Optional[str]) -> list[str]:
     """``primary_gateways`` of the federation secret's ``serverConfigJSON``."""
     doc = _json(server_config_json or "", "serverConfigJSON")

@@ -10,7 +10,9 @@ gateway change: consul-k8s#417).
 
 Through Consul (its HTTP API, reached by the API server's service proxy to ``<globalName>-server``
 port 8501, with the primary's bootstrap ACL token): WAN members alive from every datacenter, every
-datacenter in the catalog, ACL replication running in the secondaries.
+datacenter in the catalog, ACL replication running in the secondaries, and the primary's
+ProxyDefaults replicated to them (only the primary has the custom resource: a secondary's own
+would be refused as managed in another datacenter).
 
 A row is "passed", "failed" or "not checked" (with the reason: never "passed" for what could not
 be looked at). Exit 0 only when every checked row passed and no Kubernetes row is "not checked";
@@ -43,6 +45,7 @@ from components.kube_cluster import api_client, resolve_kubeconfig
 from . import consul_status, operate
 
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
+PROXY_DEFAULTS_REPLICATED = "ProxyDefaults global replicated"
 KUBERNETES, CONSUL = "kubernetes", "consul"
 _TIMEOUT = 10
 # What a request that never got an HTTP answer raises (timeouts, refused connections).
@@ -277,8 +280,8 @@ def kubernetes_rows(dc: Datacenter, primary: Datacenter) -> list[Row]:
     rows = workload_rows(dc)
     service_rows, addresses, why = gateway_rows(dc)
     rows += service_rows
-    rows.append(proxy_defaults_row(dc))
-    if dc is primary:
+    if dc is primary:  # secondaries get it from Consul's replication (a Consul row)
+        rows.append(proxy_defaults_row(dc))
         rows.append(primary_gateways_row(dc, addresses, why))
     else:
         rows.append(secret_copy_row(dc, primary, primary.secret_data(primary.cfg.federation_secret_name)))
@@ -318,11 +321,19 @@ def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], tok
         checks.append(("ACL replication running", "/v1/acl/replication", [],
                        lambda body: consul_status.replication_verdict(
                            consul_status.parse_replication(body), primary.cfg.datacenter)))
+    if dc is not primary:
+        checks.append((PROXY_DEFAULTS_REPLICATED, "/v1/config/proxy-defaults/global", [],
+                       lambda body: consul_status.proxy_defaults_verdict(
+                           consul_status.parse_proxy_defaults_mode(body), primary.cfg.mesh_gateway.mode)))
     rows = []
     for check, path, query, verdict in checks:
         try:
             ok, detail = verdict(consul_get(dc, path, query, token))
         except ApiException as exc:
+            if exc.status == 404 and check == PROXY_DEFAULTS_REPLICATED and _consul_answered(exc):
+                rows.append(dc.row(check, FAILED, "Consul has no proxy-defaults global here: not "
+                                                  "replicated from the primary (yet)", CONSUL))
+                continue
             rows.append(dc.row(check, NOT_CHECKED, f"Consul not reachable through the API server's service proxy "
                                                    f"({_api_error(exc)})", CONSUL))
             continue
@@ -401,7 +412,18 @@ def _consul_checks(dc: Datacenter, primary: Datacenter) -> list[str]:
     checks = ["WAN members alive", "catalog has every datacenter"]
     if dc is not primary and dc.cfg.acls:
         checks.append("ACL replication running")
+    if dc is not primary:
+        checks.append(PROXY_DEFAULTS_REPLICATED)
     return checks
+
+
+def _consul_answered(exc: ApiException) -> bool:
+    """A 404 from Consul itself (its body is plain text), not the API server's Status JSON."""
+    try:
+        json.loads(exc.body or "")
+    except ValueError:
+        return True
+    return False
 
 
 def table(rows: list[Row]) -> str:

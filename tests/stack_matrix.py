@@ -91,7 +91,8 @@ CASES: list[Case] = [
     *_pair("acls-off", acls=False),
     *_pair("gossip-off", gossipEncryption=False),
     *_pair("nodeport", meshGateway=NODE_PORT),
-    *_pair("remote", meshGateway={"mode": "remote", "replicas": 2}),
+    Case("remote-dc1", primary(meshGateway={"mode": "remote", "replicas": 2})),
+    Case("remote-dc2", secondary(meshGateway={"replicas": 2}), primary(meshGateway={"mode": "remote", "replicas": 2})),
     *_pair("global-name", globalName="hashi"),
     *_pair("static-wan", meshGateway={**NODE_PORT, "wanAddress": "gw.example.com"}),
 ]

@@ -209,6 +209,14 @@ def test_chart_lines_ci_does_not_render_are_accepted_with_a_warning(version, lin
     assert warnings[1:] == ([old_line] if version != "2.1.0" else [])
 
 
+def test_mesh_gateway_mode_is_the_primarys_setting():
+    assert only_error(secondary(meshGateway={"mode": "remote"})) == (
+        "consul-federation:meshGateway.mode: 'remote' is not valid; the mode is set in the primary's "
+        "stack only: ProxyDefaults global is a config entry Consul replicates from the primary to every "
+        "datacenter, and a secondary's own copy is refused as managed in a different datacenter "
+        "(consul#6327); remove it here")
+
+
 def test_chart_1_2_1_is_the_tested_chart_of_the_old_lines():
     assert config_warnings(parse_config(primary(chartVersion="1.2.1"))) == []
     (warning,) = config_warnings(parse_config(primary(chartVersion="1.2.0")))

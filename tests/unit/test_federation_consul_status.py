@@ -97,3 +97,16 @@ def test_primary_gateways_of_server_config_json():
         ["127.0.1.1:443"]
     with pytest.raises(cs.ConsulOutputError):
         cs.primary_gateways('{"primary_datacenter":"dc1"}')
+
+
+def test_proxy_defaults_mode_is_read_from_consuls_config_entry():
+    body = b'{"Kind":"proxy-defaults","Name":"global","MeshGateway":{"Mode":"local"},"CreateIndex":31}'
+    mode = cs.parse_proxy_defaults_mode(body)
+    assert mode == "local"
+    assert cs.proxy_defaults_verdict(mode, "local") == (
+        True, "mesh gateway mode local, replicated from the primary")
+    assert cs.proxy_defaults_verdict(
+        cs.parse_proxy_defaults_mode(b'{"Kind":"proxy-defaults","Name":"global"}'), "remote") == (
+        False, "mesh gateway mode unset, but the primary's ProxyDefaults says remote")
+    with pytest.raises(cs.ConsulOutputError):
+        cs.parse_proxy_defaults_mode(b'{"Kind":"service-defaults"}')

@@ -63,7 +63,7 @@ def test_every_kubernetes_resource_uses_this_clusters_provider(ran):
     assert provider.inputs["context"] == c.config["kubeContext"]
     assert provider.inputs["kubeconfig"]  # strict mode needs an explicit kubeconfig too
     k8s = [r for r in run.registrations if r.type.startswith("kubernetes:")]
-    assert {r.type for r in k8s} >= {NAMESPACE, SECRET, RELEASE, PROXY_DEFAULTS}
+    assert {r.type for r in k8s} >= {NAMESPACE, SECRET, RELEASE} | ({PROXY_DEFAULTS} if c.role == "primary" else set())
     for reg in k8s:
         assert reg.provider == provider.name, f"{reg.name} uses {reg.provider!r}"
 
@@ -72,8 +72,8 @@ def test_ordering(ran):
     c, run = ran
     release = run.one(RELEASE)
     assert f"{c.stack}-namespace" in release.depends_on
-    assert run.one(PROXY_DEFAULTS).depends_on == [release.name]
     if c.role == "primary":
+        assert run.one(PROXY_DEFAULTS).depends_on == [release.name]
         assert (f"{c.stack}-gossip-key" in release.depends_on) == c.config.get("gossipEncryption", True)
         (read,) = [r for r in run.all(SECRET) if r.read_id]
         assert read.depends_on == [release.name]
@@ -84,8 +84,12 @@ def test_ordering(ran):
         assert order.index(STACK_REF) < min(order.index(t) for t in (PROVIDER, NAMESPACE, SECRET, RELEASE))
 
 
-def test_proxy_defaults(ran):
+def test_proxy_defaults_only_in_the_primary(ran):
+    """Consul replicates ProxyDefaults from the primary; a secondary's own is refused."""
     c, run = ran
+    if c.role == "secondary":
+        assert run.all(PROXY_DEFAULTS) == [] and run.registrations
+        return
     pd = run.one(PROXY_DEFAULTS)
     assert pd.inputs["api_version"] == "consul.hashicorp.com/v1alpha1"
     assert pd.inputs["kind"] == "ProxyDefaults"
