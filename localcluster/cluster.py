@@ -17,7 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from .controllers import Controllers
-from .dns import ClusterDNS
+from .dns import ClusterDNS, add_name
 from .kubelet import Kubelet
 from .network import ClusterAddresses, NodeNetwork
 from .proxy import EgressProxy, KubeProxy
@@ -168,6 +168,14 @@ class LocalCluster:
         except ApiException as e:
             if e.status != 409:
                 raise
+
+    def expose(self, dns_name: str, namespace: str, service: str, port: int) -> str:
+        """An external load balancer (what a user puts in front of a ClusterIP gateway): the
+        name resolves to a new address, whose ``port`` forwards to the Service's port ``port``."""
+        address = self.addresses.lb_ip()
+        add_name(dns_name, address)
+        self.proxy.external[(address, port)] = (namespace, service, port)
+        return address
 
     def stop(self) -> None:
         self.stopping.set()

@@ -163,18 +163,14 @@ class Controllers:
         pods = self._pods()
         owners: set[str] = set()
         apps, batch, core = self.c.apps(), self.c.batch(), self.c.core()
-        for dep in self._list(apps.list_deployment_for_all_namespaces, "Deployment", "apps/v1"):
-            owners.add(dep["metadata"]["uid"])
-            self.deployment(dep)
-        for rs in self._list(apps.list_replica_set_for_all_namespaces, "ReplicaSet", "apps/v1"):
-            owners.add(rs["metadata"]["uid"])
-            self.replica_set(rs, pods)
-        for sts in self._list(apps.list_stateful_set_for_all_namespaces, "StatefulSet", "apps/v1"):
-            owners.add(sts["metadata"]["uid"])
-            self.stateful_set(sts, pods)
-        for job in self._list(batch.list_job_for_all_namespaces, "Job", "batch/v1"):
-            owners.add(job["metadata"]["uid"])
-            self.job(job, pods)
+        for kind, lister, version, handler in (
+                ("Deployment", apps.list_deployment_for_all_namespaces, "apps/v1", self.deployment),
+                ("ReplicaSet", apps.list_replica_set_for_all_namespaces, "apps/v1", self.replica_set),
+                ("StatefulSet", apps.list_stateful_set_for_all_namespaces, "apps/v1", self.stateful_set),
+                ("Job", batch.list_job_for_all_namespaces, "batch/v1", self.job)):
+            for obj in self._list(lister, kind, version):
+                owners.add(obj["metadata"]["uid"])
+                self._each(obj, handler, pods)
         for ds in self._list(apps.list_daemon_set_for_all_namespaces, "DaemonSet", "apps/v1"):
             self.c.error_once(f"DaemonSet {ds['metadata']['namespace']}/{ds['metadata']['name']}: "
                               "not played by the local cluster")
@@ -183,6 +179,16 @@ class Controllers:
         self.endpoints(services, self._pods())
         self.load_balancers(services)
         self.token_secrets()
+
+    def _each(self, obj: dict, handler, pods: list[dict]) -> None:
+        """One object's reconcile; its failure is recorded and the others still run."""
+        try:
+            handler(obj, pods)
+        except ApiException as e:
+            if e.status == 409:
+                return
+            self.c.error_once(f"{obj['kind']} {obj['metadata']['namespace']}/"
+                              f"{obj['metadata']['name']}: {e.status} {_message(e)}")
 
     # ---- node ----------------------------------------------------------------------------------
 
@@ -213,7 +219,7 @@ class Controllers:
 
     # ---- deployments and replica sets -----------------------------------------------------------
 
-    def deployment(self, dep: dict) -> None:
+    def deployment(self, dep: dict, pods: list[dict]) -> None:
         apps = self.c.apps()
         md, spec = dep["metadata"], dep["spec"]
         if md.get("deletionTimestamp"):
@@ -249,22 +255,24 @@ class Controllers:
                 if e.status != 409:
                     raise
                 return
-        ready = 0
-        for rs in owned + ([new] if new not in owned else []):
+        everything = owned + ([new] if new not in owned else [])
+        for rs in everything:
             n = replicas if rs["metadata"]["uid"] == new["metadata"]["uid"] else 0
             if rs["spec"].get("replicas", 1) != n:
                 apps.patch_namespaced_replica_set(rs["metadata"]["name"], ns, {"spec": {"replicas": n}},
                                                   _request_timeout=REQUEST_TIMEOUT)
-            if rs["metadata"]["uid"] == new["metadata"]["uid"]:
-                ready = (rs.get("status") or {}).get("readyReplicas", 0) or 0
-        old_left = sum((rs.get("status") or {}).get("replicas", 0) or 0 for rs in owned
-                       if rs["metadata"]["uid"] != new["metadata"]["uid"])
+        # As the deployment controller counts: pods of every ReplicaSet, as their statuses say.
+        count = lambda rs, key: (rs.get("status") or {}).get(key, 0) or 0  # noqa: E731
+        total = sum(count(rs, "replicas") for rs in everything)
+        ready = min(total, sum(count(rs, "readyReplicas") for rs in everything))
+        updated = min(total, count(new, "replicas"))
+        new_ready = count(new, "readyReplicas")
         cond = lambda t, ok, reason: {"type": t, "status": "True" if ok else "False",  # noqa
                                       "reason": reason}
-        done = ready >= replicas and not old_left
+        done = new_ready >= replicas and total == replicas
         self._patch_status(apps.patch_namespaced_deployment_status, dep, {
-            "observedGeneration": md["generation"], "replicas": replicas + old_left,
-            "updatedReplicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
+            "observedGeneration": md["generation"], "replicas": total,
+            "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": ready,
             "unavailableReplicas": max(0, replicas - ready),
             "conditions": [cond("Available", ready >= replicas, "MinimumReplicasAvailable"
                                 if ready >= replicas else "MinimumReplicasUnavailable"),

@@ -3,7 +3,8 @@
 - ``KubeProxy``: every TCP port of a Service answers on its ClusterIP, and on the node address at
   its NodePort, and on its load balancer address; a connection goes to a ready endpoint of the
   Service (round robin), or is closed at once when there is none (as a REJECT rule would).
-  ``default/kubernetes`` forwards to the API server. UDP ports are not forwarded (cluster DNS
+  ``default/kubernetes`` forwards to the API server. ``LocalCluster.expose`` adds a load balancer
+  outside the cluster (a DNS name and an address in front of a Service port). UDP ports are not forwarded (cluster DNS
   answers names itself, ``dns.py``), and the forwarding is a TCP relay, not NAT: the backend
   sees the node bridge's address as the source.
 - ``EgressProxy``: the API server reaches Services (admission webhooks) through an HTTP CONNECT
@@ -106,6 +107,8 @@ class KubeProxy:
         self.backends: dict[tuple[str, str, str], list[Backend]] = {}  # (ns, svc, port name)
         self._rr = itertools.count()
         self.lock = threading.Lock()
+        # (address, port) -> (namespace, service, service port): external load balancers
+        self.external: dict[tuple[str, int], tuple[str, str, int]] = {}
 
     def _picker(self, key: tuple[str, str, str]) -> Callable[[], Optional[Backend]]:
         def pick() -> Optional[Backend]:
@@ -144,6 +147,9 @@ class KubeProxy:
                                  svc.status.load_balancer else None) or []):
                     if ingress.ip:
                         wanted[(ingress.ip, port.port)] = key
+                for addr, target in self.external.items():
+                    if target == (ns, name, port.port):
+                        wanted[addr] = key
         with self.lock:
             self.backends = backends
         for addr, key in wanted.items():

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,10 @@ import yaml
 from kubernetes import client, config
 
 from localcluster.controlplane import ControlPlane, write_kubeconfig
+from federation_env import Project
 from localcluster import LocalCluster, NodeNetwork
 from localcluster.network import ClusterAddresses
+from pulumi_mocks import ROOT
 from real_tools import consul_charts, ensure
 
 CHART = "1.2.1"
@@ -65,6 +68,34 @@ class RealFederation:
 
     def errors(self) -> dict[str, list[str]]:
         return {dc: c.errors() for dc, c in self.clusters.items() if c.errors()}
+
+    def project(self) -> Project:
+        """This project's code with stack files for every datacenter, on chart 1.2.1."""
+        tools = {**self.tools, **ensure("engine")}
+        return Project(self.workdir, tools, self.kubeconfig, chart=CHART)
+
+    def cli(self, project: Project, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+        """``python -m federation <args>`` on the project, as an operator runs it."""
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "federation", *args, "--project-dir",
+                               str(project.dir)], cwd=ROOT, env=project.env, capture_output=True,
+                              text=True, timeout=timeout)
+        done.seconds = time.monotonic() - started  # type: ignore[attr-defined]
+        return done
+
+    def diagnose(self) -> str:
+        """Errors and the log tails of every container, for a failing assertion."""
+        lines = []
+        for dc, c in self.clusters.items():
+            lines.append(f"=== {dc} errors: {c.errors()}")
+            with c.kubelet.lock:
+                runs = list(c.kubelet.runs.values())
+            for r in runs:
+                for container in r.init_containers + r.containers:
+                    lines.append(f"--- {dc} {r.name}/{container.name} ({r.phase}, exit "
+                                 f"{container.exit_code}, ready {container.ready}):\n"
+                                 f"{r.log_tail(container.name, 12)}")
+        return "\n".join(lines)
 
 
 @contextlib.contextmanager

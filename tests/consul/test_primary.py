@@ -6,11 +6,9 @@ listens. What is played is in ``localcluster``'s docstrings."""
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 
 import pytest
-from kubernetes.client.rest import ApiException
 
 from realenv import NAMESPACE, real_federation
 from stack_matrix import case
@@ -24,18 +22,6 @@ def fed(tmp_path_factory):
         yield f
 
 
-def diagnose(fed, dc: str) -> str:
-    c = fed.clusters[dc]
-    lines = [f"errors: {c.errors()}"]
-    with c.kubelet.lock:
-        runs = list(c.kubelet.runs.values())
-    for r in runs:
-        for container in r.init_containers + r.containers:
-            lines.append(f"--- {r.name}/{container.name} ({r.phase}, exit {container.exit_code}, "
-                         f"ready {container.ready}):\n{r.log_tail(container.name, 15)}")
-    return "\n".join(lines)
-
-
 def test_primary_installs_and_runs_consul(fed):
     values = case("dc1").on_chart("1.2.1").chart_values()
     core = fed.core("dc1")
@@ -45,10 +31,10 @@ def test_primary_installs_and_runs_consul(fed):
                                               "stringData": {"key": gossip}})
     done = fed.helm("dc1", "install", "consul", fed.chart, "-n", NAMESPACE, "--wait",
                     "--timeout", "10m", values=values)
-    assert done.returncode == 0, f"{done.stderr}\n{diagnose(fed, 'dc1')}"
+    assert done.returncode == 0, f"{done.stderr}\n{fed.diagnose()}"
     print(f"\n[timing] helm install dc1 (chart 1.2.1, real pods): {done.seconds:.1f} s")
     federation = fed.secret("dc1", "consul-federation")
     assert sorted(federation) == ["caCert", "caKey", "gossipEncryptionKey", "replicationToken",
-                                  "serverConfigJSON"], diagnose(fed, "dc1")
+                                  "serverConfigJSON"], fed.diagnose()
     assert federation["gossipEncryptionKey"].decode() == gossip
     assert fed.errors() == {}

@@ -74,7 +74,7 @@ class Project:
     """A working copy of the project (same code) with test stack files, and the CLI to drive it."""
 
     def __init__(self, workdir: Path, tools: dict[str, str], kubeconfig: Path, name: str = "project",
-                 state: Path | None = None, passphrase: str | None = None):
+                 state: Path | None = None, passphrase: str | None = None, chart: str = CHART):
         self.dir = workdir / name
         self.dir.mkdir()
         (self.dir / "__main__.py").symlink_to(Path(ROOT, "__main__.py"))
@@ -100,12 +100,13 @@ class Project:
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
         }
         self.kubeconfig = kubeconfig
-        self.chart = consul_charts()[CHART]
+        self.chart = consul_charts()[chart]
         self.overrides: dict[str, dict[str, Any]] = {}
 
     def sibling(self, workdir: Path, name: str) -> "Project":
         """Another working copy on the same state backend and passphrase (its own code may differ)."""
         other = Project(workdir, self.tools, self.kubeconfig, name, self.state, self.passphrase)
+        other.chart = self.chart
         other.overrides = self.overrides
         return other
 
