@@ -56,6 +56,23 @@ def relay(a: socket.socket, b: socket.socket) -> None:
     b.close()
 
 
+def serve(sock: socket.socket, handle: Callable[[socket.socket], None], running: Callable[[], bool],
+          name: str) -> None:
+    """Accept connections on ``sock`` (with a short timeout set) in a thread, each handled in a
+    thread of its own, while ``running()``; then close it."""
+    def loop() -> None:
+        while running():
+            try:
+                conn, _ = sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        sock.close()
+    threading.Thread(target=loop, name=name, daemon=True).start()
+
+
 class Listener:
     """One address:port that forwards each connection to ``pick()``'s backend."""
 
@@ -67,20 +84,9 @@ class Listener:
         self.sock.bind((address, port))
         self.sock.listen(64)
         self.sock.settimeout(0.5)
-        self.stopping = stopping
         self.closed = False
-        threading.Thread(target=self._accept, name=f"proxy-{address}:{port}", daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set() and not self.closed:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._forward, args=(conn,), daemon=True).start()
-        self.sock.close()
+        serve(self.sock, self._forward, lambda: not stopping.is_set() and not self.closed,
+              f"proxy-{address}:{port}")
 
     def _forward(self, conn: socket.socket) -> None:
         backend = self.pick()
@@ -186,18 +192,7 @@ class EgressProxy:
         self.sock.bind(path)
         self.sock.listen(64)
         self.sock.settimeout(0.5)
-        threading.Thread(target=self._accept, name=f"egress-{self.c.name}", daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.c.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._connect, args=(conn,), daemon=True).start()
-        self.sock.close()
+        serve(self.sock, self._connect, lambda: not self.c.stopping.is_set(), f"egress-{self.c.name}")
 
     def _connect(self, conn: socket.socket) -> None:
         conn.settimeout(10)

@@ -29,11 +29,12 @@ run here), ControllerRevisions, PVC binding for volumeClaimTemplates, scheduling
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import TYPE_CHECKING, Optional
 
 from kubernetes.client.rest import ApiException
+
+from localcluster.controllers import template_hash as _hash
 
 from .chart_table import ChartLine, chart_line_of
 from .commands import argvs, command_of
@@ -47,12 +48,6 @@ __all__ = ["Workloads", "Running", "classify"]
 REQUEST_TIMEOUT = (5, 30)
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
-_SAFE = "bcdfghjklmnpqrstvwxz2456789"  # k8s rand.SafeEncodeString alphabet
-
-
-def _hash(template: dict) -> str:
-    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
-    return "".join(_SAFE[b % len(_SAFE)] for b in digest[:10])
 
 
 def _without_hash(template: dict) -> dict:
