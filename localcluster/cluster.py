@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 from .controllers import Controllers
 from .dns import ClusterDNS, add_name
 from .kubelet import Kubelet
+from .logserver import LogServer
 from .network import ClusterAddresses, NodeNetwork
 from .proxy import EgressProxy, KubeProxy
 
@@ -64,6 +65,7 @@ class LocalCluster:
         self.proxy = KubeProxy(self)
         self.egress = EgressProxy(self)
         self.dns = ClusterDNS(self)
+        self.logs = LogServer(self)
 
     @property
     def kubernetes_service_ip(self) -> str:
@@ -148,6 +150,7 @@ class LocalCluster:
         self._reserve_dns_service()
         self.dns.start()
         self.egress.start()
+        self.logs.start()
         for name, step in (("controllers", self.controllers.reconcile),
                            ("kubelet", self.kubelet.reconcile),
                            ("kube-proxy", self.proxy.reconcile),
@@ -184,6 +187,7 @@ class LocalCluster:
         self._threads = []
         self.kubelet.stop()
         self.proxy.stop()
+        self.logs.stop()
 
     def __enter__(self) -> "LocalCluster":
         return self.start()

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from kubernetes.client.rest import ApiException
 
+from .logserver import KUBELET_PORT
+
 if TYPE_CHECKING:
     from .cluster import LocalCluster
 
@@ -205,9 +207,11 @@ class Controllers:
                 _request_timeout=REQUEST_TIMEOUT)
         conditions = node.status.conditions or [] if node.status else []
         if not any(c.type == "Ready" and c.status == "True" for c in conditions):
+            # InternalIP only: the API server reaches the kubelet (logs) at the first address
+            # type it prefers, and Hostname, its first choice, resolves nowhere here.
             core.patch_node_status(self.c.node_name, {"status": {
-                "addresses": [{"type": "InternalIP", "address": self.c.addresses.node_ip},
-                              {"type": "Hostname", "address": self.c.node_name}],
+                "addresses": [{"type": "InternalIP", "address": self.c.addresses.node_ip}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
                 "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                 "message": "played by localcluster", "lastHeartbeatTime": _now(),
                                 "lastTransitionTime": _now()}],

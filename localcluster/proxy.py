@@ -9,8 +9,9 @@
   sees the node bridge's address as the source.
 - ``EgressProxy``: the API server reaches Services (admission webhooks) through an HTTP CONNECT
   proxy on its egress Unix socket (see the control plane's docstring); it connects to the
-  address asked for (a ClusterIP for webhooks, a pod for the API server's service proxy) and
-  refuses any address outside the cluster's service and pod ranges.
+  address asked for (a ClusterIP for webhooks, a pod for the API server's service proxy, the node
+  for the kubelet's logs) and refuses any address outside the cluster's service and pod ranges
+  and its node.
 """
 
 from __future__ import annotations
@@ -208,7 +209,8 @@ class EgressProxy:
             host, port = target.rsplit(":", 1)
             if method != "CONNECT" or not any(
                     ipaddress.ip_address(host) in ipaddress.ip_network(n)
-                    for n in (self.c.addresses.service_cidr, self.c.addresses.pod_cidr)):
+                    for n in (self.c.addresses.service_cidr, self.c.addresses.pod_cidr,
+                              f"{self.c.addresses.node_ip}/32")):
                 conn.sendall(b"HTTP/1.1 403 Forbidden\r\n\r\n")
                 self.c.error(f"egress: refused {method} {target} (not a Service of cluster "
                              f"{self.c.name})")

@@ -38,3 +38,11 @@ def test_primary_installs_and_runs_consul(fed):
                                   "serverConfigJSON"], fed.diagnose()
     assert federation["gossipEncryptionKey"].decode() == gossip
     assert fed.errors() == {}
+
+
+def test_container_logs_through_the_api_server(fed):
+    """kubectl logs works: the API server reads the stand-in kubelet's log endpoint."""
+    core = fed.core("dc1")
+    text = core.read_namespaced_pod_log("consul-server-0", NAMESPACE, container="consul", tail_lines=50)
+    assert "agent: Consul agent running!" in text or "New leader elected" in text, text[-2000:]
+    assert len(text.strip().splitlines()) <= 50
