@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from components import parse_config
 from components.helm_values import primary_values, secondary_values
@@ -142,7 +143,11 @@ def test_secondary_joins_the_primary(env, stack):
     primary_secret = env.secret_data("dc1", "consul-federation")
     assert env.secret_data(stack, cfg.federation_secret_name) == primary_secret  # byte for byte
     assert env.helm_values(stack) == secondary_values(cfg, "dc1", env.auth_method_host(stack))
-    assert proxy_defaults(env, stack)["spec"] == {"meshGateway": {"mode": "local"}}
+    # ProxyDefaults is the primary's alone: Consul replicates it (tests/consul shows it for real)
+    assert proxy_defaults(env, "dc1")["spec"] == {"meshGateway": {"mode": "local"}}
+    with pytest.raises(ApiException) as missing:
+        proxy_defaults(env, stack)
+    assert missing.value.status == 404
     outputs = project.outputs(stack)
     assert outputs["primaryDatacenter"] == "dc1" and "federationSecret" not in outputs
     # The servers join dc1 as their primary, through dc1's gateway.
