@@ -57,12 +57,15 @@ def wait_verify(fed, project, want: int, timeout: float) -> list[dict]:
         time.sleep(5)
 
 
-def wait_failing(fed, project, checks: set[tuple[str, str]], timeout: float) -> list[dict]:
-    """Verify's rows once every (datacenter, check) in ``checks`` fails (or the timeout's)."""
+def wait_failing(fed, project, checks: set[tuple[str, str]], timeout: float,
+                 because: tuple[str, ...] = ("",)) -> list[dict]:
+    """Verify's rows once every (datacenter, check) in ``checks`` fails with a detail that
+    contains one of ``because`` (or the timeout's)."""
     deadline = time.monotonic() + timeout
     while True:
         code, rows = verify(fed, project)
-        failing = {(r["datacenter"], r["check"]) for r in rows if r["status"] == "failed"}
+        failing = {(r["datacenter"], r["check"]) for r in rows if r["status"] == "failed"
+                   and any(b in r["detail"] for b in because)}
         if checks <= failing or time.monotonic() > deadline:
             assert code == 1 and checks <= failing, json.dumps(rows, indent=1)
             return rows
@@ -132,4 +135,38 @@ def test_stopping_the_primarys_gateway_fails_verify_until_it_returns(fed, projec
     started = time.monotonic()
     wait_verify(fed, project, 0, timeout=420)
     print(f"\n[timing] verify passes again {time.monotonic() - started:.1f} s after dc1's gateway returned")
+    assert fed.errors() == {}
+
+
+def restart_server(fed, dc: str) -> None:
+    fed.core(dc).delete_namespaced_pod("consul-server-0", NAMESPACE)
+
+
+def test_a_wrong_replication_token_fails_the_replication_row_until_up_restores_it(fed, project):
+    """dc3's copy of the federation secret drifts (a wrong replication token, as a hand edit would
+    leave it): once its server restarts with it, verify's replication row fails, never passes;
+    ``pulumi up`` of dc3 puts the primary's token back."""
+    wait_verify(fed, project, 0, timeout=240)
+    core = fed.core("dc3")
+    wrong = base64.b64encode(b"00000000-0000-4000-8000-000000000000").decode()
+    core.patch_namespaced_secret("consul-federation", NAMESPACE, {"data": {"replicationToken": wrong}})
+    restart_server(fed, "dc3")
+    started = time.monotonic()
+    # first "No path to datacenter" while the restarted server rejoins, then the token's own error
+    token_errors = ("ACL not found", "Permission denied")
+    rows = wait_failing(fed, project, {("dc3", "ACL replication running")}, timeout=420,
+                        because=token_errors)
+    print(f"\n[timing] replication row fails {time.monotonic() - started:.1f} s after dc3's server "
+          "restarted with a wrong token")
+    (row,) = [r for r in rows if (r["datacenter"], r["check"]) == ("dc3", "ACL replication running")]
+    print(row["detail"])
+    assert row["status"] == "failed" and any(e in row["detail"] for e in token_errors), row
+    assert [r for r in rows if r["status"] == "failed" and r["datacenter"] == "dc3"
+            and r["check"] == "federation secret = primary's"], rows  # the drift is named too
+    done = project.run("up", "--yes", "--skip-preview", stack="dc3", timeout=1200)
+    assert "1 updated" in done.stdout or "updated" in done.stdout, done.stdout[-3000:]
+    restart_server(fed, "dc3")
+    started = time.monotonic()
+    wait_verify(fed, project, 0, timeout=420)
+    print(f"\n[timing] verify passes again {time.monotonic() - started:.1f} s after up restored dc3's copy")
     assert fed.errors() == {}
