@@ -130,7 +130,8 @@ class NodeNetwork:
             if address in self._addresses:
                 return address
             self._addresses.add(address)
-        ip("addr", "add", f"{address}/32", "dev", BRIDGE)
+        if f" {address}/32 " not in ip("-o", "addr", "show", "dev", BRIDGE):  # an earlier run's
+            ip("addr", "add", f"{address}/32", "dev", BRIDGE)
         return address
 
     def attach(self, netns_pid: int, pod_ip: str) -> str:
