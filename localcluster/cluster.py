@@ -8,9 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 from urllib.parse import urlparse
 
 from kubernetes import client, config
@@ -67,10 +66,6 @@ class LocalCluster:
         self.dns = ClusterDNS(self)
         self.logs = LogServer(self)
 
-    @property
-    def kubernetes_service_ip(self) -> str:
-        return self.addresses.kubernetes_service_ip
-
     # ---- clients -------------------------------------------------------------------------------
 
     def api(self) -> client.ApiClient:
@@ -115,17 +110,6 @@ class LocalCluster:
     def notify(self) -> None:
         with self.changed:
             self.changed.notify_all()
-
-    def pod_log(self, namespace: str, pod: str, container: str, lines: int = 20) -> str:
-        run = self.kubelet.run_of(namespace, pod)
-        return run.log_tail(container, lines) if run else ""
-
-    def logs_of(self, namespace: str, prefix: str, container: str, lines: int = 20) -> dict[str, str]:
-        """Log tails of every pod run whose name starts with ``prefix``."""
-        with self.kubelet.lock:
-            runs = [r for r in self.kubelet.runs.values()
-                    if r.ns == namespace and r.name.startswith(prefix)]
-        return {r.name: r.log_tail(container, lines) for r in runs}
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -194,14 +178,3 @@ class LocalCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: {what} not within {timeout:.0f}s; "
-                                   f"errors: {self.errors()}")
-            time.sleep(0.5)
-
-    def run_of(self, namespace: str, name: str) -> Optional[object]:
-        return self.kubelet.run_of(namespace, name)

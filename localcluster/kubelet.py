@@ -707,11 +707,6 @@ class Kubelet:
         with self.lock:
             return next((r for r in self.runs.values() if (r.ns, r.name) == (namespace, name)), None)
 
-    def ready_ips(self) -> dict[str, tuple[str, bool]]:
-        """pod uid -> (IP, ready) for every running pod with an IP."""
-        with self.lock:
-            return {uid: (r.ip, r.ready()) for uid, r in self.runs.items() if r.ip}
-
     def stop(self) -> None:
         with self.lock:
             runs = list(self.runs.values())

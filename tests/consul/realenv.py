@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
 from kubernetes import client, config
 
 from localcluster.controlplane import ControlPlane, write_kubeconfig
@@ -116,7 +115,3 @@ def real_federation(workdir: Path, datacenters: tuple[str, ...]) -> Iterator[Rea
             bin_dir=tools["CONSUL_BIN_DIR"], workdir=workdir / "pods"))
             for index, dc in enumerate(datacenters, start=1)}
         yield RealFederation(workdir, kubeconfig, planes, clusters, tools)
-
-
-def rendered(values: dict[str, Any]) -> str:
-    return yaml.safe_dump(values)
