@@ -171,6 +171,7 @@ class LocalCluster:
         self._threads = []
         self.kubelet.stop()
         self.proxy.stop()
+        self.dns.stop()
         self.logs.stop()
 
     def __enter__(self) -> "LocalCluster":

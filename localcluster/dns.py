@@ -108,6 +108,11 @@ class ClusterDNS:
                 self.c.log.info("dns: malformed query from %s: %r", peer, e)
         self.sock.close()
 
+    def stop(self) -> None:
+        """Close the socket now, so a cluster started next can bind the same address."""
+        if self.sock is not None:
+            self.sock.close()
+
     def reconcile(self) -> None:
         core = self.c.core()
         endpoints = {(e.metadata.namespace, e.metadata.name): e for e in

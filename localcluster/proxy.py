@@ -104,7 +104,12 @@ class Listener:
         relay(conn, upstream)
 
     def close(self) -> None:
+        """Stop listening now (the address can be bound again at once)."""
         self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 class KubeProxy:
