@@ -5,8 +5,10 @@ pulumi-kubernetes logs the unready objects at debug level only. So an error hook
 reads the release's workloads after a failed create or update and reports each unready one,
 with the Secrets, keys and ConfigMaps its pods lack, as a kubelet would refuse to start them.
 It also reports each hook Job that failed (a post-upgrade create-federation-secret, say), with
-the command that shows its logs and what the next `pulumi up` does about it (hook_jobs.py).
-Messages carry names and keys only, never a value.
+the command that shows its logs and what the next `pulumi up` does about it (hook_jobs.py), and
+quotes the last log lines of every failing container of the release's unready workloads and
+unfinished Jobs (pod_failures.py): the cause is there, not in Helm's message.
+Messages carry names, keys and redacted log lines only, never a value.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any, Mapping, Optional
 
 import pulumi
 
-from .hook_jobs import failed_hook_lines, read_release_jobs
+from .hook_jobs import failed_hook_lines, finished, read_release_jobs
 from .kube_cluster import api_client
+from .pod_failures import LogReader, api_log_reader, pod_failure_lines
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
@@ -90,8 +93,32 @@ def explain_unready(workloads: list[tuple[str, Mapping[str, Any]]], secrets: Map
     return lines
 
 
-def read_unready(kubeconfig: str, context: str, namespace: str, release: str) -> list[str]:
-    """explain_unready for the release's workloads, read from the cluster now."""
+def _selected(pod: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
+    wanted = ((owner.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
+
+
+def failing_container_lines(owners: list[tuple[str, Mapping[str, Any]]], pods: list[Mapping[str, Any]],
+                            read_log: LogReader) -> list[str]:
+    """For each unready workload and each Job that has not completed, among (kind, object)
+    `owners`: its failing containers (pods matched by the owner's selector) with their last log
+    lines."""
+    lines = []
+    for kind, obj in owners:
+        if kind == "Job" and finished(obj) == "Complete":
+            continue
+        if kind != "Job" and replicas_short(kind, obj) is None:
+            continue
+        meta = obj["metadata"]
+        mine = [p for p in pods if _selected(p, obj)]
+        lines += [f"{kind} {meta['namespace']}/{meta['name']}: {line}"
+                  for line in pod_failure_lines(mine, read_log)]
+    return lines
+
+
+def read_unready(kubeconfig: str, context: str, namespace: str, release: str) -> tuple[list[str], list[str]]:
+    """(explain_unready, failing_container_lines) for the release, read from the cluster now."""
     from kubernetes import client  # imported only when a Release has failed
 
     api = api_client(kubeconfig, context)
@@ -103,7 +130,10 @@ def read_unready(kubeconfig: str, context: str, namespace: str, release: str) ->
                  for kind, list_fn in listed for obj in list_fn(namespace, label_selector=selector).items]
     secrets = {s.metadata.name: set(s.data or {}) for s in core.list_namespaced_secret(namespace).items}
     config_maps = {c.metadata.name: set(c.data or {}) for c in core.list_namespaced_config_map(namespace).items}
-    return explain_unready(workloads, secrets, config_maps)
+    jobs = [("Job", job) for job in read_release_jobs(kubeconfig, context, namespace, release)]
+    pods = [api.sanitize_for_serialization(p) for p in core.list_namespaced_pod(namespace).items]
+    failing = failing_container_lines(workloads + jobs, pods, api_log_reader(core, namespace))
+    return explain_unready(workloads, secrets, config_maps), failing
 
 
 def failed_hooks_message(namespace: str, release: str, operation: str, hooks: list[str]) -> str:
@@ -121,7 +151,7 @@ def explain_failed_release(name: str, kubeconfig: str, context: str, namespace: 
 
     def hook(args: pulumi.ErrorHookArgs) -> bool:
         try:
-            lines = read_unready(kubeconfig, context, namespace, release)
+            lines, failing = read_unready(kubeconfig, context, namespace, release)
             hooks = failed_hook_lines(read_release_jobs(kubeconfig, context, namespace, release),
                                       context, namespace)
         except Exception as exc:  # the cluster may be the thing that failed: say so, stay quiet
@@ -134,6 +164,11 @@ def explain_failed_release(name: str, kubeconfig: str, context: str, namespace: 
                 "Helm's wait gave up on:\n" + "\n".join(f"  - {line}" for line in lines))
         if hooks:
             pulumi.log.error(failed_hooks_message(namespace, release, args.failed_operation, hooks))
+        if failing:
+            pulumi.log.error(
+                f"Helm release {namespace}/{release} ({args.failed_operation}): failing containers "
+                f"(kubectl --context {context} -n {namespace} logs <pod> -c <container> for more):\n"
+                + "\n".join(f"  - {line}" for line in failing))
         return False
 
     return pulumi.ErrorHook(f"{name}-explain-unready", hook)

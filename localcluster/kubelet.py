@@ -88,6 +88,16 @@ class PodWaiting(RuntimeError):
     """Something the pod needs does not exist yet (a Secret, a key): retried."""
 
 
+# Lines this kubelet adds to a container's log file, for the tests' diagnosis only.
+NOTE = "--- kubelet: "
+
+
+def exit_status(returncode: int) -> int:
+    """A container's exit code as a container runtime reports it: 128 + the signal that ended it
+    (Python's returncode is minus the signal)."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
 def expand(text: str, env: dict[str, str]) -> str:
     """The kubelet's ``$(VAR)`` expansion: known names are replaced, ``$$`` is ``$``, and an
     unknown reference stays as written."""
@@ -412,7 +422,7 @@ class PodRun:
         root.mkdir(parents=True, exist_ok=True)
         mounts = self._mounts_file(c)
         log = open(self.dir / f"{c.name}.log", "ab")
-        log.write(f"--- start {time.strftime('%H:%M:%S')} (restart {c.restarts})\n".encode())
+        log.write(f"{NOTE}start {time.strftime('%H:%M:%S')} (restart {c.restarts})\n".encode())
         log.flush()
         launcher = ["nsenter", "-t", str(self.pause.pid), "-n", "-u", "--",
                     "unshare", "-m", "--propagation", "private", "--",
@@ -453,12 +463,15 @@ class PodRun:
         if self.veth:
             self.c.network.detach(self.veth)
 
-    def log_tail(self, container: str, lines: int = 20) -> str:
+    def log_tail(self, container: str, lines: int = 20, notes: bool = True) -> str:
+        """The last lines of the container's log; ``notes=False`` leaves out this kubelet's own
+        notes (starts, probe restarts), which a real kubelet never writes into a container's log."""
         try:
             text = (self.dir / f"{container}.log").read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        kept = [line for line in text.splitlines() if notes or not line.startswith(NOTE)]
+        return "\n".join(kept[-lines:])
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -472,7 +485,7 @@ class PodRun:
                     pass
                 if self.stopping.is_set():
                     return
-                c.exit_code = c.proc.returncode
+                c.exit_code = exit_status(c.proc.returncode)
                 if c.exit_code == 0:
                     c.reason = "Completed"
                     break
@@ -495,7 +508,7 @@ class PodRun:
             changed = False
             for c in self.containers:
                 if c.proc is not None and c.proc.poll() is not None and c.exit_code is None:
-                    c.exit_code = c.proc.returncode
+                    c.exit_code = exit_status(c.proc.returncode)
                     c.reason = "Completed" if c.exit_code == 0 else "Error"
                     c.ready = False
                     changed = True
@@ -561,7 +574,7 @@ class PodRun:
 
     def _restart_unhealthy(self, c: Container, which: str) -> None:
         with open(self.dir / f"{c.name}.log", "a") as log:
-            log.write(f"--- kubelet: {which} probe failed {c.spec[which + 'Probe'].get('failureThreshold', 3)} times, restarting\n")
+            log.write(f"{NOTE}{which} probe failed {c.spec[which + 'Probe'].get('failureThreshold', 3)} times, restarting\n")
         self._kill(c)
 
     def _run_probe(self, c: Container, probe: dict) -> bool:
@@ -613,7 +626,7 @@ class PodRun:
             state = {"running": {"startedAt": _rfc3339()}}
         elif c.exit_code is not None:
             state = {"terminated": {"exitCode": c.exit_code, "reason": c.reason,
-                                    "message": self.log_tail(c.name, 5)[-1024:]}}
+                                    "message": self.log_tail(c.name, 5, notes=False)[-1024:]}}
         else:
             state = {"waiting": {"reason": self.waiting_reason, "message": self.message}}
         return {"name": c.name, "image": c.spec["image"], "imageID": "", "ready": c.ready,

@@ -1,6 +1,8 @@
 """The kubelet's log endpoint, so ``kubectl logs`` (the API server's ``pods/log``) works: HTTPS on
 the node address, port 10250, ``GET /containerLogs/<namespace>/<pod>/<container>`` with
-``tailLines``, answered from the stand-in kubelet's log files. Only that path is served (exec,
+``tailLines``, answered from the stand-in kubelet's log files. One file holds every instance of a
+container, so ``previous=true`` (the instance before the current one) is refused, as are query
+parameters it does not know (``follow``, ``sinceSeconds``, ...). Only that path is served (exec,
 attach, port-forward and the rest answer 404, loudly in the log); the API server calls it without
 client certificates (none are configured on these API servers), and does not verify its
 certificate (no ``--kubelet-certificate-authority``)."""
@@ -45,8 +47,14 @@ class LogServer:
                 if run is None:
                     self.send_error(404, f"pod {namespace}/{pod} does not run on this node")
                     return
-                tail = int((parse_qs(url.query).get("tailLines") or ["100000"])[0])
-                body = (run.log_tail(container, tail) + "\n").encode()
+                query = parse_qs(url.query)
+                unknown = sorted(set(query) - {"tailLines", "previous"})
+                if unknown or query.get("previous", ["false"])[0] != "false":
+                    cluster.log.warning("kubelet: log query %s is not served here", url.query)
+                    self.send_error(400, f"this kubelet serves tailLines only, not {unknown or 'previous'}")
+                    return
+                tail = int((query.get("tailLines") or ["100000"])[0])
+                body = (run.log_tail(container, tail, notes=False) + "\n").encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))

@@ -9,7 +9,7 @@ import pytest
 
 from localcluster.dns import answer
 from localcluster.images import ImageUnknown, image_of
-from localcluster.kubelet import expand
+from localcluster.kubelet import exit_status, expand
 
 pytestmark = pytest.mark.unit
 
@@ -49,6 +49,10 @@ def test_kubelet_expands_known_variables_only():
     env = {"NAMESPACE": "consul", "POD_NAME": "consul-server-0"}
     assert expand("pod=$(NAMESPACE)/$(POD_NAME)", env) == "pod=consul/consul-server-0"
     assert expand("$(UNKNOWN) stays, $$(NAMESPACE) escapes", env) == "$(UNKNOWN) stays, $(NAMESPACE) escapes"
+
+
+def test_a_container_killed_by_a_signal_exits_128_plus_the_signal_as_a_runtime_reports_it():
+    assert (exit_status(0), exit_status(1), exit_status(-15), exit_status(-9)) == (0, 1, 143, 137)
 
 
 def test_only_chart_1_2_1_images_run():

@@ -83,7 +83,9 @@ def test_the_release_explains_its_own_failure(monkeypatch):
     (hook,) = release.error_hooks
     assert hook.name == "dc1-consul-explain-unready"
     seen, logged = [], []
-    monkeypatch.setattr(readiness, "read_unready", lambda *a: seen.append(a) or ["StatefulSet mesh/x: 0 of 1 replicas ready"])
+    monkeypatch.setattr(readiness, "read_unready", lambda *a: seen.append(a) or (
+        ["StatefulSet mesh/x: 0 of 1 replicas ready"],
+        ['StatefulSet mesh/x: pod x-0, container consul (exited 1); its log ends: "bind: address in use"']))
     monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [])  # no hook failed
     monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
     args = pulumi.ErrorHookArgs(urn="u", id="", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
@@ -91,7 +93,11 @@ def test_the_release_explains_its_own_failure(monkeypatch):
     assert hook(args) is False  # Helm already waited the release timeout: no retry
     assert seen == [("/k/config", "dc1", "mesh", "hc")]
     assert logged == ["Helm release mesh/hc (create) is not ready; Helm's wait gave up on:\n"
-                      "  - StatefulSet mesh/x: 0 of 1 replicas ready"]
+                      "  - StatefulSet mesh/x: 0 of 1 replicas ready",
+                      "Helm release mesh/hc (create): failing containers (kubectl --context dc1 -n mesh "
+                      "logs <pod> -c <container> for more):\n"
+                      '  - StatefulSet mesh/x: pod x-0, container consul (exited 1); its log ends: '
+                      '"bind: address in use"']
 
 
 def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monkeypatch):
@@ -107,7 +113,7 @@ def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monk
               "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
                                          "message": "Job has reached the specified backoff limit"}]}}
     logged = []
-    monkeypatch.setattr(readiness, "read_unready", lambda *a: [])
+    monkeypatch.setattr(readiness, "read_unready", lambda *a: ([], []))
     monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [failed])
     monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
     hook = readiness.explain_failed_release("dc1-consul", "/k/config", "kind-dc1", "consul", "consul")
@@ -142,3 +148,95 @@ def test_a_cluster_that_cannot_be_read_is_a_warning_not_a_second_error(monkeypat
     assert hook(args) is False and not logged
     assert warned == ["could not read the workloads of Helm release consul/consul (context dc2) to explain "
                       "the failure: ConnectionRefusedError"]
+
+
+def _pod(name: str, labels: dict, init: list | None = None, main: list | None = None) -> dict:
+    return {"metadata": {"name": name, "labels": labels},
+            "status": {"initContainerStatuses": init or [], "containerStatuses": main or []}}
+
+
+def _owner(kind: str, name: str, match: dict, **status) -> tuple[str, dict]:
+    spec = {"selector": {"matchLabels": match}, "replicas": 1,
+            "template": {"spec": {"containers": [{"name": "c"}]}}}
+    return kind, {"metadata": {"name": name, "namespace": "consul", "generation": 1},
+                  "spec": spec, "status": {"observedGeneration": 1, **status}}
+
+
+def test_failing_containers_are_quoted_from_their_logs_with_token_shaped_strings_redacted():
+    """A crash-looping init container of an unready Deployment and a Job that keeps failing are
+    named with their last log lines; ready workloads, completed Jobs and healthy containers are
+    not; a UUID in a log line never reaches the message."""
+    from components.readiness import failing_container_lines
+
+    owners = [
+        _owner("Deployment", "consul-mesh-gateway", {"app": "gw"}, readyReplicas=0),
+        _owner("Deployment", "consul-connect-injector", {"app": "inj"}, readyReplicas=1),
+        ("Job", {"metadata": {"name": "consul-server-acl-init", "namespace": "consul"},
+                 "spec": {"selector": {"matchLabels": {"job": "acl"}}}, "status": {"failed": 2}}),
+        ("Job", {"metadata": {"name": "consul-tls-init", "namespace": "consul"},
+                 "spec": {"selector": {"matchLabels": {"job": "tls"}}},
+                 "status": {"conditions": [{"type": "Complete", "status": "True"}]}}),
+    ]
+    crash = {"name": "mesh-gateway-init", "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {"terminated": {"exitCode": 1}}}
+    pods = [
+        _pod("consul-mesh-gateway-1", {"app": "gw"}, init=[crash],
+             main=[{"name": "mesh-gateway", "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing"}}}]),
+        _pod("consul-connect-injector-1", {"app": "inj"}, main=[{"name": "sidecar-injector", "restartCount": 3,
+                                                                  "state": {"running": {}}}]),
+        _pod("consul-server-acl-init-a", {"job": "acl"},
+             main=[{"name": "server-acl-init-job", "restartCount": 0, "state": {"terminated": {"exitCode": 1}}}]),
+        _pod("consul-tls-init-b", {"job": "tls"},
+             main=[{"name": "tls-init", "restartCount": 0, "state": {"terminated": {"exitCode": 1}}}]),
+    ]
+    logs = {
+        ("consul-mesh-gateway-1", "mesh-gateway-init"):
+            "2026-12-03T10:00:00Z [INFO] logging in\n\n2026-12-03T10:00:01Z [ERROR] login failed: "
+            'token 6e8a4f5c-2b1d-4c3e-9f7a-0123456789ab: Post "https://10.240.2.1:1/apis": connection refused\n',
+        ("consul-server-acl-init-a", "server-acl-init-job"): "",
+    }
+    lines = failing_container_lines(owners, pods, lambda pod, c: logs.get((pod, c)))
+    assert lines == [
+        "Deployment consul/consul-mesh-gateway: pod consul-mesh-gateway-1, container mesh-gateway-init "
+        '(CrashLoopBackOff after 4 restarts, last exit 1); its log ends: "2026-12-03T10:00:00Z [INFO] logging in" | '
+        '"2026-12-03T10:00:01Z [ERROR] login failed: token <redacted>: Post \\"https://10.240.2.1:1/apis\\": '
+        'connection refused"'.replace('\\"', '"'),
+        "Job consul/consul-server-acl-init: pod consul-server-acl-init-a, container server-acl-init-job "
+        "(exited 1); it logged nothing",
+    ]
+    assert "6e8a4f5c" not in "".join(lines)
+
+
+def test_a_container_whose_log_cannot_be_read_says_so():
+    from components.pod_failures import pod_failure_lines, redact
+
+    pod = _pod("p", {}, main=[{"name": "c", "restartCount": 2, "state": {"running": {}}, "ready": False},
+                              {"name": "ok", "restartCount": 0, "state": {"running": {}}, "ready": True}])
+    assert pod_failure_lines([pod], lambda p, c: None) == [
+        "pod p, container c (running, not ready after 2 restarts); its log could not be read"]
+    assert redact("key " + "A" * 43 + "= end") == "key <redacted> end"
+    assert redact("a b " * 300) == ("a b " * 100)[:400] + "..."
+
+
+def test_a_login_whose_token_review_cannot_reach_k8s_auth_method_host_says_what_to_set():
+    """What the consul tier saw in a secondary whose k8sAuthMethodHost the primary cannot reach:
+    server-acl-init succeeds, and the mesh gateway's connect-init retries its login forever (an
+    init container still running when Helm gives up), logging the token review's error."""
+    from components.pod_failures import pod_failure_lines
+
+    pod = _pod("consul-mesh-gateway-x", {}, init=[{"name": "mesh-gateway-init", "restartCount": 0,
+                                                   "state": {"running": {}}}],
+               main=[{"name": "mesh-gateway", "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing"}}}])
+    log = ('2026-12-03T19:08:21.578Z [ERROR] consul-server-connection-manager: ACL auth method login failed: '
+           'error="rpc error: code = Unauthenticated desc = Post \\"https://10.240.2.1:1/apis/'
+           'authentication.k8s.io/v1/tokenreviews\\": dial tcp 10.240.2.1:1: connect: connection refused"\n')
+    (line,) = pod_failure_lines([pod], lambda p, c: log)
+    assert line.startswith("pod consul-mesh-gateway-x, container mesh-gateway-init (init container still "
+                           "running); its log ends: \"2026-12-03T19:08:21.578Z [ERROR] ")
+    assert "connect: connection refused" in line
+    assert line.endswith("; likely: the login's token review failed: the primary's servers call this cluster's "
+                         "API server at k8sAuthMethodHost (the URL in the line) and could not reach or trust it; "
+                         "set consul-federation:k8sAuthMethodHost to an https URL of this API server that the "
+                         "primary's servers can reach (consul-k8s#2138)")
+    unrelated = pod_failure_lines([pod], lambda p, c: "[ERROR] bind: address already in use\n")
+    assert unrelated and "likely" not in unrelated[0]
