@@ -37,13 +37,19 @@ def copy_federation_secret(name: str, secret_name: str, namespace: pulumi.Input[
                            data: pulumi.Input[Mapping[str, Any]], opts: pulumi.ResourceOptions
                            ) -> k8s.core.v1.Secret:
     """The primary's federation secret, as `secret_name` in this secondary's namespace (the SDK
-    makes a Secret's `data` a Pulumi secret whatever the stack reference says)."""
+    makes a Secret's `data` a Pulumi secret whatever the stack reference says).
+
+    `pulumi.com/patchForce`: the copy is the program's alone. A hand edit (kubectl edit, a
+    client's patch) makes its field manager own the keys it touched, and without force the
+    `pulumi up --refresh` that puts the primary's values back fails with a Server-Side Apply
+    conflict; the consul tier restores a drifted replication token this way."""
     return k8s.core.v1.Secret(
         name,
         metadata=k8s.meta.v1.ObjectMetaArgs(
             name=secret_name, namespace=namespace,
             labels={"app.kubernetes.io/managed-by": "pulumi",
-                    "consul-federation/imported-from": "primary"}),
+                    "consul-federation/imported-from": "primary"},
+            annotations={"pulumi.com/patchForce": "true"}),
         type="Opaque",
         data=data,
         opts=opts,

@@ -273,7 +273,10 @@ def secret_copy_row(dc: Datacenter, primary: Datacenter, primary_data: Optional[
         return dc.row(check, FAILED, f"stale: its copy's primary_gateways are {', '.join(copied) or 'none'}, "
                                      f"{primary.stack}'s are now {', '.join(current) or 'none'}; {_STALE_FIX}")
     return dc.row(check, FAILED, f"differs from {primary.stack}'s (sha256 {mine[:12]} vs {theirs[:12]}): an older "
-                                 f"copy; {_STALE_FIX}")
+                                 f"copy or a hand edit; {_STALE_FIX}; after a hand edit (the state still "
+                                 f"holds the primary's), pulumi up --refresh -s {dc.stack} writes it back; "
+                                 f"then restart {dc.stack}'s servers "
+                                 f"(kubectl -n {dc.ns} delete pod -l component=server) to load it")
 
 
 def kubernetes_rows(dc: Datacenter, primary: Datacenter) -> list[Row]:

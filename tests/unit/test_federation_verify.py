@@ -139,6 +139,8 @@ def test_secondary_copy_is_compared_by_digest_and_no_value_is_printed():
     rotated = FakeDatacenter(cfg("secondary"), {"consul-federation": federation_secret(["127.0.1.1:443"], caKey="b2xk")})
     got = v.secret_copy_row(rotated, primary, primary_data)
     assert got.status == v.FAILED and got.detail.startswith("differs from dc1's (sha256 ")
+    assert got.detail.endswith("pulumi up --refresh -s dc2 writes it back; then restart dc2's servers "
+                               "(kubectl -n consul delete pod -l component=server) to load it")
     assert "c2VjcmV0LWtleQ" not in got.detail and "secret-key" not in got.detail
     missing = v.secret_copy_row(FakeDatacenter(cfg("secondary")), primary, primary_data)
     assert missing.detail == "no federation secret consul/consul-federation: run up on dc2 (after the primary)"

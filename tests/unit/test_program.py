@@ -145,6 +145,8 @@ def test_federation_secret_flow(ran):
     assert copy.secret_inputs == {"data"}
     assert copy.inputs["metadata"]["name"] == cfg.federation_secret_name
     assert copy.inputs["metadata"]["namespace"] == cfg.namespace
+    # a hand edit's field manager must not block the up that restores the copy
+    assert copy.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
 
 
 # --- Cross-stack checks -----------------------------------------------------------------------
