@@ -7,7 +7,7 @@ import sys
 
 import federation
 
-from . import affected, demo, diff, operate, verify
+from . import affected, diff, operate, verify
 
 COMMANDS = {
     "diff": (diff, "the Kubernetes objects each stack's Release would change (exit 0 none, 2 changes, 1 error)"),
@@ -16,7 +16,6 @@ COMMANDS = {
     "preview": (operate.PREVIEW, "preview every stack in parallel, with the diff (exit 0 ok, 1 failed, 2 refused)"),
     "destroy": (operate.DESTROY, "destroy the secondaries, then the primary (exit 0 ok, 1 failed, 2 refused)"),
     "verify": (verify, "check the federation per datacenter (exit 0 only when everything checked holds)"),
-    "demo": (demo, "two local control planes, up and verify on them, until Ctrl-C (tools/demo.sh on a fresh machine)"),
 }
 
 

@@ -22,7 +22,7 @@ from components.helm_values import merge_user_values
 from components.values_guard import chart_keys, leaf_paths, shipped_versions, unknown_paths
 from pulumi_mocks import ROOT
 from stack_matrix import AUTH_HOST, CASES, Case, case, primary
-from real_tools import consul_charts, ensure
+from localcluster.tools import consul_charts, ensure
 
 pytestmark = pytest.mark.chart
 

@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from pulumi_mocks import ROOT
-from real_tools import consul_charts
+from localcluster.tools import consul_charts
 
 pytestmark = pytest.mark.chart
 

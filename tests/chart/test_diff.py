@@ -26,7 +26,7 @@ import pytest
 from federation import diff, render, report
 from federation.objdiff import MISSING, Hidden
 from pulumi_mocks import ROOT
-from real_tools import consul_charts, ensure
+from localcluster.tools import consul_charts, ensure
 
 pytestmark = pytest.mark.chart
 

@@ -1,9 +1,7 @@
-"""Local clusters whose pods run for real (the ``localcluster`` package), for the consul tier.
-
-One ``RealFederation`` per test module: a kube-apiserver per datacenter (its service range that
-of the cluster's index, its serving certificate naming the node address the API server is
-reached at from pods), a ``LocalCluster`` on each, and one kubeconfig with a context per
-datacenter. Everything runs in the network namespace ``tools/netns.sh`` made for this run.
+"""Local clusters whose pods run for real (``localcluster.federation``), for the consul tier:
+one ``RealFederation`` per test module, with what the tests ask of it (helm, secrets, a project,
+``python -m federation``, a diagnosis of every container). Everything runs in the network
+namespace ``tools/netns.sh`` made for this run.
 """
 
 from __future__ import annotations
@@ -14,31 +12,21 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from kubernetes import client, config
 
-from localcluster.controlplane import ControlPlane, write_kubeconfig
 from federation_env import Project
-from localcluster import LocalCluster, NodeNetwork
-from localcluster.network import ClusterAddresses
+from localcluster.federation import LocalFederation, local_federation
+from localcluster.tools import consul_charts, ensure
 from pulumi_mocks import ROOT
-from real_tools import consul_charts, ensure
 
 CHART = "1.2.1"
 NAMESPACE = "consul"
 
 
-@dataclass
-class RealFederation:
-    workdir: Path
-    kubeconfig: Path
-    planes: dict[str, ControlPlane]
-    clusters: dict[str, LocalCluster]
-    tools: dict[str, str]
-
+class RealFederation(LocalFederation):
     @property
     def chart(self) -> str:
         return consul_charts()[CHART]
@@ -99,19 +87,5 @@ class RealFederation:
 
 @contextlib.contextmanager
 def real_federation(workdir: Path, datacenters: tuple[str, ...]) -> Iterator[RealFederation]:
-    tools = {**ensure("chart"), **ensure("cluster"), **ensure("consul")}
-    network = NodeNetwork().start()
-    with contextlib.ExitStack() as stack:
-        planes: dict[str, ControlPlane] = {}
-        for index, dc in enumerate(datacenters, start=1):
-            addresses = ClusterAddresses(index)
-            planes[dc] = stack.enter_context(ControlPlane(
-                dc, workdir, tools["ETCD"], tools["KUBE_APISERVER"],
-                service_cidr=addresses.service_cidr, extra_sans=[addresses.node_ip]))
-        kubeconfig = write_kubeconfig(workdir / "kubeconfig", list(planes.values()))
-        clusters = {dc: stack.enter_context(LocalCluster(
-            dc, index, kubeconfig, dc, egress_socket=planes[dc].egress_socket,
-            apiserver_ca=planes[dc].ca_data, network=network,
-            bin_dir=tools["CONSUL_BIN_DIR"], workdir=workdir / "pods"))
-            for index, dc in enumerate(datacenters, start=1)}
-        yield RealFederation(workdir, kubeconfig, planes, clusters, tools)
+    with local_federation(workdir, datacenters) as local:
+        yield RealFederation(**vars(local))

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -21,17 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
 from kubernetes import client, config
 
 from localcluster.controlplane import ControlPlane, write_kubeconfig
+from localcluster.project import PRIMARY_REF, ScratchProject
 from harness import ClusterHarness
 from pulumi_mocks import ROOT
-from real_tools import consul_charts, ensure
+from localcluster.tools import consul_charts, ensure
 
 CHART = "2.0.3"
 NAMESPACE = "consul"
-PRIMARY_REF = "organization/consul-federation/dc1"
 DATACENTERS = ("dc1", "dc2", "dc3")
 # The federation secret's keys whose values must never reach the state in plaintext.
 SECRET_KEYS = ("gossipEncryptionKey", "caKey", "replicationToken")
@@ -70,35 +68,12 @@ class Timings(dict):
         return seconds
 
 
-class Project:
+class Project(ScratchProject):
     """A working copy of the project (same code) with test stack files, and the CLI to drive it."""
 
     def __init__(self, workdir: Path, tools: dict[str, str], kubeconfig: Path, name: str = "project",
                  state: Path | None = None, passphrase: str | None = None, chart: str = CHART):
-        self.dir = workdir / name
-        self.dir.mkdir()
-        (self.dir / "__main__.py").symlink_to(Path(ROOT, "__main__.py"))
-        (self.dir / "components").symlink_to(Path(ROOT, "components"))
-        (self.dir / "Pulumi.yaml").write_text(yaml.safe_dump({
-            "name": "consul-federation",
-            "runtime": {"name": "python", "options": {"toolchain": "pip",
-                                                      "virtualenv": str(Path(ROOT, ".venv"))}},
-        }))
-        self.state = state or workdir / "state"
-        self.state.mkdir(exist_ok=True)
-        self.passphrase = passphrase or secrets.token_urlsafe(24)
-        self.tools = tools
-        path_dirs = [tools[k] for k in ("PULUMI_BIN_DIR", "KUBERNETES_PROVIDER_DIR", "RANDOM_PROVIDER_DIR")]
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG"))},
-            "PATH": os.pathsep.join(path_dirs + [os.environ.get("PATH", "")]),
-            "PULUMI_HOME": str(workdir / "pulumi-home"),
-            "PULUMI_BACKEND_URL": f"file://{self.state}",
-            "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
-        }
+        super().__init__(workdir, tools, name, state, passphrase)
         self.kubeconfig = kubeconfig
         self.chart = consul_charts()[chart]
         self.overrides: dict[str, dict[str, Any]] = {}
@@ -122,12 +97,7 @@ class Project:
         return {**settings, **self.overrides.get(stack, {})}
 
     def write_stack(self, stack: str) -> None:
-        settings = {"pulumi:disable-default-providers": ["kubernetes"], "kubernetes:strictMode": "true"}
-        settings.update({f"consul-federation:{k}": v for k, v in self.config(stack).items()})
-        path = self.dir / f"Pulumi.{stack}.yaml"
-        existing = yaml.safe_load(path.read_text()) if path.exists() else {}
-        existing["config"] = settings
-        path.write_text(yaml.safe_dump(existing))
+        self.write_stack_settings(stack, self.config(stack))
 
     def init_stack(self, stack: str) -> None:
         self.write_stack(stack)

@@ -202,7 +202,7 @@ def test_chart_table_covers_rendered_charts():
     """Every Job command, workload and webhook of every pinned chart the harness plays (all but
     1.2.1, whose pods run for real in tests/consul), rendered with the primary's and
     secondaries' exact values, is one the harness table knows."""
-    from real_tools import consul_charts, ensure
+    from localcluster.tools import consul_charts, ensure
     helm, charts = ensure("chart")["HELM"], consul_charts()
     assert set(charts) == {"2.0.3", "1.9.11", "1.8.16", "1.2.1"}, charts
     charts = {version: path for version, path in charts.items() if version != "1.2.1"}
@@ -259,7 +259,7 @@ def test_chart_table_covers_rendered_charts():
 
 @pytest.fixture(scope="module")
 def tools() -> dict[str, str]:
-    from real_tools import consul_charts, ensure
+    from localcluster.tools import consul_charts, ensure
     return {**ensure("cluster"), **ensure("chart"), "CHART": consul_charts()[CHART]}
 
 

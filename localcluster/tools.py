@@ -1,4 +1,6 @@
-"""The real tools the chart and integration tiers use, from tools/ensure.sh (cached builds)."""
+"""The real tools the local clusters, the demo and the test tiers run (helm, the chart, the
+Pulumi CLI and providers, etcd, kube-apiserver, Consul's binaries): paths from
+``tools/ensure.sh``, which builds what the cache lacks, pinned and idempotent."""
 
 from __future__ import annotations
 
@@ -6,14 +8,14 @@ import functools
 import os
 import subprocess
 
-from pulumi_mocks import ROOT
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @functools.lru_cache(maxsize=None)
 def ensure(*groups: str) -> dict[str, str]:
     """KEY -> absolute path for the given tool groups, building what is missing (may take long
     on a cold cache; waits for a concurrent build of the same tool)."""
-    done = subprocess.run(["bash", os.path.join(ROOT, "tools", "ensure.sh"), *groups],
+    done = subprocess.run(["bash", os.path.join(REPO_ROOT, "tools", "ensure.sh"), *groups],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"tools/ensure.sh {' '.join(groups)} failed:\n{done.stderr[-4000:]}")
