@@ -1,5 +1,6 @@
 """Consul's own view of the federation, from its HTTP API's JSON (the formats documented for
-``/v1/agent/members?wan=1``, ``/v1/catalog/datacenters`` and ``/v1/acl/replication``).
+``/v1/agent/members?wan=1``, ``/v1/catalog/datacenters``, ``/v1/acl/replication`` and
+``/v1/status/leader?dc=``).
 
 Parsers raise ConsulOutputError on anything else (an HTML error page from a proxy, a truncated
 body), so that ``verify`` reports "could not read" instead of a wrong verdict. Verdicts are pure
@@ -97,6 +98,25 @@ def parse_replication(text: str | bytes) -> Replication:
         last_success=_time(doc.get("LastSuccess", "0001-01-01T00:00:00Z"), "LastSuccess"),
         last_error=_time(doc.get("LastError", "0001-01-01T00:00:00Z"), "LastError"),
         last_error_message=str(doc.get("LastErrorMessage", "")))
+
+
+def parse_leader(text: str | bytes) -> str:
+    """The Raft leader's address as ``/v1/status/leader`` gives it ("" when there is none)."""
+    doc = _json(text, "status/leader")
+    if not isinstance(doc, str):
+        raise ConsulOutputError("status/leader: expected a JSON string")
+    return doc
+
+
+def rpc_verdict(leaders: dict[str, str], errors: dict[str, str]) -> tuple[bool, str]:
+    """Every other datacenter answered an RPC forwarded to it (through the mesh gateways) with
+    its leader. Unlike WAN membership, which flaps when only one direction of a gateway path
+    works, a forwarded RPC fails every time the path to that datacenter is broken."""
+    problems = [f"{dc}: {error}" for dc, error in sorted(errors.items())]
+    problems += [f"{dc}: no leader" for dc, leader in sorted(leaders.items()) if not leader]
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"leader of {', '.join(sorted(leaders))} answered"
 
 
 def members_verdict(members: list[Member], datacenters: list[str]) -> tuple[bool, str]:

@@ -10,9 +10,10 @@ gateway change: consul-k8s#417).
 
 Through Consul (its HTTP API, reached by the API server's service proxy to ``<globalName>-server``
 port 8501, with the primary's bootstrap ACL token): WAN members alive from every datacenter, every
-datacenter in the catalog, ACL replication running in the secondaries, and the primary's
-ProxyDefaults replicated to them (only the primary has the custom resource: a secondary's own
-would be refused as managed in another datacenter).
+datacenter in the catalog, an RPC forwarded to every other datacenter answered (through the mesh
+gateways: it fails every time a path is broken, where WAN membership may flap), ACL replication
+running in the secondaries, and the primary's ProxyDefaults replicated to them (only the primary
+has the custom resource: a secondary's own would be refused as managed in another datacenter).
 
 A row is "passed", "failed" or "not checked" (with the reason: never "passed" for what could not
 be looked at). Exit 0 only when every checked row passed and no Kubernetes row is "not checked";
@@ -46,6 +47,7 @@ from . import consul_status, operate
 
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
 PROXY_DEFAULTS_REPLICATED = "ProxyDefaults global replicated"
+RPC_TO_EVERY_DATACENTER = "RPC reaches every datacenter"
 KUBERNETES, CONSUL = "kubernetes", "consul"
 _TIMEOUT = 10
 # What a request that never got an HTTP answer raises (timeouts, refused connections).
@@ -347,7 +349,38 @@ def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], tok
             rows.append(dc.row(check, NOT_CHECKED, f"Consul not reachable: {exc.__class__.__name__}", CONSUL))
             continue
         rows.append(dc.row(check, PASSED if ok else FAILED, detail, CONSUL))
+    others = [name for name in datacenters if name != dc.cfg.datacenter]
+    if others:
+        rows.append(rpc_row(dc, others, token))
     return rows
+
+
+def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
+    """``/v1/status/leader?dc=<other>`` from this datacenter's server for every other one: Consul
+    forwards each through the mesh gateways. An error Consul itself gives ("No path to
+    datacenter", an RPC timeout) fails the row, naming the datacenter."""
+    leaders: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for other in others:
+        try:
+            leaders[other] = consul_status.parse_leader(consul_get(dc, "/v1/status/leader", [("dc", other)], token))
+        except ApiException as exc:
+            if not _consul_answered(exc):
+                return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, f"Consul not reachable through the API "
+                                                                   f"server's service proxy ({_api_error(exc)})", CONSUL)
+            errors[other] = (exc.body or "").strip().splitlines()[0][:200] if (exc.body or "").strip() \
+                else f"HTTP {exc.status}"
+        except consul_status.ConsulOutputError as exc:
+            return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, f"could not read Consul's answer: {exc}", CONSUL)
+        except _NETWORK_ERRORS as exc:
+            return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED,
+                          f"Consul not reachable: {exc.__class__.__name__} asking for the leader of {other} "
+                          f"(no answer within {_TIMEOUT} s: an RPC that hangs in a gateway path ends so too)",
+                          CONSUL)
+    ok, detail = consul_status.rpc_verdict(leaders, errors)
+    return dc.row(RPC_TO_EVERY_DATACENTER, PASSED if ok else FAILED, detail, CONSUL)
+
+
 
 
 def bootstrap_token(primary: Datacenter) -> tuple[Optional[str], str]:
@@ -396,9 +429,9 @@ def collect(p: operate.Plan, runner: operate.Runner, kubernetes_only: bool) -> l
             rows += _unreachable(dc, exc)
             continue
         if kubernetes_only:
-            rows += [dc.row(check, NOT_CHECKED, "--kubernetes-only", CONSUL) for check in _consul_checks(dc, primary)]
+            rows += [dc.row(check, NOT_CHECKED, "--kubernetes-only", CONSUL) for check in _consul_checks(dc, primary, datacenters)]
         elif no_token:
-            rows += [dc.row(check, NOT_CHECKED, no_token, CONSUL) for check in _consul_checks(dc, primary)]
+            rows += [dc.row(check, NOT_CHECKED, no_token, CONSUL) for check in _consul_checks(dc, primary, datacenters)]
         else:
             rows += consul_rows(dc, primary, datacenters, token)
     return rows
@@ -411,12 +444,14 @@ def _token_or_reason(primary: Datacenter) -> tuple[Optional[str], str]:
         return None, f"cannot read the bootstrap ACL token: {exc.__class__.__name__}"
 
 
-def _consul_checks(dc: Datacenter, primary: Datacenter) -> list[str]:
+def _consul_checks(dc: Datacenter, primary: Datacenter, datacenters: list[str]) -> list[str]:
     checks = ["WAN members alive", "catalog has every datacenter"]
     if dc is not primary and dc.cfg.acls:
         checks.append("ACL replication running")
     if dc is not primary:
         checks.append(PROXY_DEFAULTS_REPLICATED)
+    if [name for name in datacenters if name != dc.cfg.datacenter]:
+        checks.append(RPC_TO_EVERY_DATACENTER)
     return checks
 
 

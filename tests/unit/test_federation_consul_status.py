@@ -86,6 +86,8 @@ def test_replication_verdict_failures(field, value, expected):
     (cs.parse_datacenters, '{"dc1": true}'),
     (cs.parse_replication, '["dc1"]'),
     (cs.parse_replication, '{"Enabled": true, "Running": true, "LastSuccess": "yesterday"}'),
+    (cs.parse_leader, '["10.1.10.12:8300"]'),
+    (cs.parse_leader, "No path to datacenter"),
 ])
 def test_other_formats_are_refused_not_judged(parse, text):
     with pytest.raises(cs.ConsulOutputError):
@@ -110,3 +112,11 @@ def test_proxy_defaults_mode_is_read_from_consuls_config_entry():
         False, "mesh gateway mode unset, but the primary's ProxyDefaults says remote")
     with pytest.raises(cs.ConsulOutputError):
         cs.parse_proxy_defaults_mode(b'{"Kind":"service-defaults"}')
+
+
+def test_leader_parse_and_rpc_verdict():
+    assert cs.parse_leader(recorded("status-leader.json")) == "10.1.10.12:8300"
+    assert cs.rpc_verdict({"dc2": "10.1.10.12:8300", "dc3": "10.1.10.13:8300"}, {}) == \
+        (True, "leader of dc2, dc3 answered")
+    assert cs.rpc_verdict({"dc2": "10.1.10.12:8300", "dc4": ""}, {"dc3": "No path to datacenter"}) == \
+        (False, "dc3: No path to datacenter; dc4: no leader")

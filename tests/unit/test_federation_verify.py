@@ -171,3 +171,43 @@ def statefulset(ready, replicas=1, generation=2, observed=2):
 ])
 def test_ready_means_every_replica_of_the_current_spec(obj, expected):
     assert v._ready(obj, obj.status.ready_replicas) == expected
+
+
+def test_rpc_row_asks_every_other_datacenter_and_names_the_ones_consul_cannot_reach(monkeypatch):
+    """The request verify sends (the leader of each other datacenter, by ?dc=) and what it makes
+    of Consul's own error, of a proxy's error and of a hang."""
+    import urllib3
+
+    asked = []
+    answers = {"dc2": b'"10.244.2.6:8300"',
+               "dc3": ApiException(status=500, reason="Internal Server Error"),
+               "dc4": b'""'}
+    answers["dc3"].body = "rpc error making call: No path to datacenter\n"
+
+    def consul_get(dc, path, query, token):
+        asked.append((dc.stack, path, query, token))
+        answer = answers[dict(query)["dc"]]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(v, "consul_get", consul_get)
+    dc1 = FakeDatacenter(cfg())
+    row = v.rpc_row(dc1, ["dc2", "dc3", "dc4"], "t0ken")
+    assert asked == [("dc1", "/v1/status/leader", [("dc", other)], "t0ken") for other in ("dc2", "dc3", "dc4")]
+    assert (row.check, row.status, row.detail, row.source) == (
+        "RPC reaches every datacenter", v.FAILED,
+        "dc3: rpc error making call: No path to datacenter; dc4: no leader", v.CONSUL)
+
+    answers["dc3"] = answers["dc4"] = b'"10.244.3.6:8300"'
+    assert v.rpc_row(dc1, ["dc2", "dc3", "dc4"], "t0ken").status == v.PASSED
+
+    proxy = ApiException(status=503, reason="Service Unavailable")
+    proxy.body = '{"kind":"Status","message":"no endpoints available for service consul-server"}'
+    answers["dc3"] = proxy
+    got = v.rpc_row(dc1, ["dc2", "dc3"], "t0ken")
+    assert got.status == v.NOT_CHECKED and "service proxy (503 Service Unavailable" in got.detail
+    answers["dc3"] = urllib3.exceptions.ReadTimeoutError(None, "/v1/status/leader", "read timed out")
+    got = v.rpc_row(dc1, ["dc2", "dc3"], "t0ken")
+    assert got.status == v.NOT_CHECKED and got.detail.startswith(
+        "Consul not reachable: ReadTimeoutError asking for the leader of dc3 (no answer within 10 s")
