@@ -12,7 +12,9 @@ for group in "$@"; do
   case "$group" in
     chart|pulumi|providers|cluster|actionlint|consul) bash "$here/$group.sh" ;;
     engine) for g in pulumi providers; do bash "$here/$g.sh"; done ;;
-    all) for g in chart cluster consul pulumi providers actionlint; do bash "$here/$g.sh"; done ;;
+    # the chart and integration tiers' tools first (they wait on them), the consul tier's last: on a cold
+    # cache Consul builds while the integration tier runs
+    all) for g in chart cluster pulumi providers actionlint consul; do bash "$here/$g.sh"; done ;;
     *) echo "unknown tool group: $group (chart, pulumi, providers, cluster, consul, engine, all)" >&2; exit 2 ;;
   esac
 done

@@ -33,7 +33,7 @@ def fed(tmp_path_factory):
 
 def test_an_unreachable_k8s_auth_method_host_fails_up_quoting_the_login_error(fed):
     project = fed.project()
-    project.overrides["dc2"] = {"k8sAuthMethodHost": UNREACHABLE, "releaseTimeoutSeconds": 180}
+    project.overrides["dc2"] = {"k8sAuthMethodHost": UNREACHABLE, "releaseTimeoutSeconds": 90}
     for dc in DATACENTERS:
         project.init_stack(dc)
     done = fed.cli(project, "up", "--stacks", "dc1")
@@ -42,7 +42,7 @@ def test_an_unreachable_k8s_auth_method_host_fails_up_quoting_the_login_error(fe
     started = time.monotonic()
     done = fed.cli(project, "up", "--stacks", "dc2")
     print(f"\n[timing] up of dc2 fails {time.monotonic() - started:.1f} s after it started "
-          "(releaseTimeoutSeconds 180)")
+          "(releaseTimeoutSeconds 90)")
     assert done.returncode == 1, done.stdout[-4000:]
     out = done.stdout
     failing = [line for line in out.splitlines() if "- Deployment consul/" in line and ", container " in line]
