@@ -82,6 +82,20 @@ def test_static_wan_address_advertises_the_node_port():
     assert gw["wanAddress"] == {"source": "Static", "static": "gw.example.com", "port": 30001}
 
 
+def test_static_wan_address_of_a_cluster_ip_gateway_advertises_the_service_port():
+    """A ClusterIP gateway behind a static address (dc3 of the consul tier): traffic arrives on the
+    service port, 443. The consul tier caught a wrong port here that no other tier saw."""
+    from components import parse_config
+    from components.helm_values import mesh_gateway_values
+
+    cfg = parse_config({"role": "secondary", "datacenter": "dc3", "kubeContext": "dc3",
+                        "primaryStack": "organization/consul-federation/dc1",
+                        "meshGateway": {"serviceType": "ClusterIP", "wanAddress": "dc3-gateway.consul.test"}})
+    assert mesh_gateway_values(cfg.mesh_gateway) == {
+        "enabled": True, "replicas": 1, "service": {"type": "ClusterIP", "port": 443},
+        "wanAddress": {"source": "Static", "static": "dc3-gateway.consul.test", "port": 443}}
+
+
 def test_remote_mode_replicas():
     assert case("remote-dc1").chart_values()["meshGateway"]["replicas"] == 2
 
