@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -211,3 +212,30 @@ def test_rpc_row_asks_every_other_datacenter_and_names_the_ones_consul_cannot_re
     got = v.rpc_row(dc1, ["dc2", "dc3"], "t0ken")
     assert got.status == v.NOT_CHECKED and got.detail.startswith(
         "Consul not reachable: ReadTimeoutError asking for the leader of dc3 (no answer within 10 s")
+
+
+def test_consul_rows_ask_consul_what_the_rows_say(monkeypatch):
+    """The requests behind the Consul rows of a secondary, each pinned: WAN members (?wan=1; the
+    LAN pool would list only the datacenter's own servers), the catalog, ACL replication,
+    ProxyDefaults, and the leader of every other datacenter. Each answer given is Consul's
+    documented sample, so the rows also pass through their parsers."""
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "consul"
+    bodies = {"/v1/agent/members": "agent-members.json", "/v1/catalog/datacenters": "catalog-datacenters.json",
+              "/v1/acl/replication": "acl-replication.json", "/v1/status/leader": "status-leader.json"}
+    asked = []
+
+    def consul_get(dc, path, query, token):
+        asked.append((path, query, token))
+        if path == "/v1/config/proxy-defaults/global":
+            return b'{"Kind": "proxy-defaults", "Name": "global", "MeshGateway": {"Mode": "local"}}'
+        return (fixtures / bodies[path]).read_bytes()
+
+    monkeypatch.setattr(v, "consul_get", consul_get)
+    primary, secondary = FakeDatacenter(cfg()), FakeDatacenter(cfg("secondary"))
+    rows = v.consul_rows(secondary, primary, ["dc1", "dc2"], "t0ken")
+    assert asked == [("/v1/agent/members", [("wan", "1")], "t0ken"), ("/v1/catalog/datacenters", [], "t0ken"),
+                     ("/v1/acl/replication", [], "t0ken"), ("/v1/config/proxy-defaults/global", [], "t0ken"),
+                     ("/v1/status/leader", [("dc", "dc1")], "t0ken")]
+    assert [r.check for r in rows] == ["WAN members alive", "catalog has every datacenter", "ACL replication running",
+                                       "ProxyDefaults global replicated", "RPC reaches every datacenter"]
+    assert rows and all(r.source == v.CONSUL and r.status in (v.PASSED, v.FAILED) for r in rows)
