@@ -104,9 +104,9 @@ def pod_failure_lines(pods: list[Mapping[str, Any]], read_log: LogReader) -> lis
     for pod in pods:
         name = pod["metadata"]["name"]
         for container, how in failing_containers(pod):
-            text = read_log(name, container)
-            line = f"pod {name}, container {container} ({how}); {quote_log(text)}"
-            cause = likely_cause(quote_log(text))
+            quoted = quote_log(read_log(name, container))
+            line = f"pod {name}, container {container} ({how}); {quoted}"
+            cause = likely_cause(quoted)
             lines.append(line + (f"; likely: {cause}" if cause else ""))
     return lines
 

@@ -339,20 +339,26 @@ def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], tok
                 rows.append(dc.row(check, FAILED, "Consul has no proxy-defaults global here: not "
                                                   "replicated from the primary (yet)", CONSUL))
                 continue
-            rows.append(dc.row(check, NOT_CHECKED, f"Consul not reachable through the API server's service proxy "
-                                                   f"({_api_error(exc)})", CONSUL))
+            rows.append(dc.row(check, NOT_CHECKED, _unchecked(exc), CONSUL))
             continue
-        except consul_status.ConsulOutputError as exc:
-            rows.append(dc.row(check, NOT_CHECKED, f"could not read Consul's answer: {exc}", CONSUL))
-            continue
-        except _NETWORK_ERRORS as exc:
-            rows.append(dc.row(check, NOT_CHECKED, f"Consul not reachable: {exc.__class__.__name__}", CONSUL))
+        except (consul_status.ConsulOutputError, *_NETWORK_ERRORS) as exc:
+            rows.append(dc.row(check, NOT_CHECKED, _unchecked(exc), CONSUL))
             continue
         rows.append(dc.row(check, PASSED if ok else FAILED, detail, CONSUL))
     others = [name for name in datacenters if name != dc.cfg.datacenter]
     if others:
         rows.append(rpc_row(dc, others, token))
     return rows
+
+
+def _unchecked(exc: Exception) -> str:
+    """Why a Consul row could not be checked: the service proxy's error, an answer not in
+    Consul's format, or no answer."""
+    if isinstance(exc, ApiException):
+        return f"Consul not reachable through the API server's service proxy ({_api_error(exc)})"
+    if isinstance(exc, consul_status.ConsulOutputError):
+        return f"could not read Consul's answer: {exc}"
+    return f"Consul not reachable: {exc.__class__.__name__}"
 
 
 def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
@@ -366,17 +372,15 @@ def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
             leaders[other] = consul_status.parse_leader(consul_get(dc, "/v1/status/leader", [("dc", other)], token))
         except ApiException as exc:
             if not _consul_answered(exc):
-                return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, f"Consul not reachable through the API "
-                                                                   f"server's service proxy ({_api_error(exc)})", CONSUL)
-            errors[other] = (exc.body or "").strip().splitlines()[0][:200] if (exc.body or "").strip() \
-                else f"HTTP {exc.status}"
+                return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
+            body = (exc.body or "").strip()
+            errors[other] = body.splitlines()[0][:200] if body else f"HTTP {exc.status}"
         except consul_status.ConsulOutputError as exc:
-            return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, f"could not read Consul's answer: {exc}", CONSUL)
+            return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
         except _NETWORK_ERRORS as exc:
             return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED,
-                          f"Consul not reachable: {exc.__class__.__name__} asking for the leader of {other} "
-                          f"(no answer within {_TIMEOUT} s: an RPC that hangs in a gateway path ends so too)",
-                          CONSUL)
+                          f"{_unchecked(exc)} asking for the leader of {other} (no answer within {_TIMEOUT} s: "
+                          "an RPC that hangs in a gateway path ends so too)", CONSUL)
     ok, detail = consul_status.rpc_verdict(leaders, errors)
     return dc.row(RPC_TO_EVERY_DATACENTER, PASSED if ok else FAILED, detail, CONSUL)
 
