@@ -29,6 +29,8 @@ DEFAULT_CHART_REPO = "https://helm.releases.hashicorp.com"
 # can take minutes) before the federation-secret hook finishes; Helm's 5-minute default is tight.
 DEFAULT_RELEASE_TIMEOUT = 900
 RELEASE_TIMEOUT_RANGE = (30, 7200)
+# Which gossip key the primary's Secret holds; ``python -m federation rotate-gossip-key`` raises it.
+GOSSIP_KEY_GENERATION_RANGE = (0, 1_000_000)
 
 ROLES = ("primary", "secondary")
 MESH_GATEWAY_MODES = ("local", "remote")
@@ -110,6 +112,7 @@ class DatacenterConfig:
     k8s_auth_method_host: Optional[str] = setting("k8sAuthMethodHost", None)
     helm_values: Mapping[str, Any] = setting("helmValues", factory=dict, repr=False)
     release_timeout: int = setting("releaseTimeoutSeconds", DEFAULT_RELEASE_TIMEOUT)
+    gossip_key_generation: int = setting("gossipKeyGeneration", 0)
     # The settings the stack set with `pulumi config set --secret` (a subset of SECRET_CAPABLE).
     secret_settings: frozenset[str] = field(default=frozenset())
 
@@ -361,6 +364,21 @@ def _federation_settings(r: _Reader, role: Optional[str]) -> tuple[Optional[str]
     return primary_stack, auth_host
 
 
+def _gossip_key_generation(r: _Reader, role: Optional[str], gossip: bool) -> int:
+    """The primary's gossip key generation: the primary makes the key, so only it counts them."""
+    generation = r.integer(r.raw, "gossipKeyGeneration", "gossipKeyGeneration", *GOSSIP_KEY_GENERATION_RANGE)
+    if not generation:
+        return 0
+    if role == "secondary":
+        r.error("gossipKeyGeneration", r.raw["gossipKeyGeneration"],
+                "only the primary takes this setting (secondaries get the key through the federation "
+                "secret); remove it from this stack")
+    elif not gossip:
+        r.error("gossipKeyGeneration", r.raw["gossipKeyGeneration"],
+                "there is no gossip key to rotate with gossipEncryption: false; remove it")
+    return generation
+
+
 def _secret_settings(r: _Reader) -> frozenset[str]:
     """The secret settings this program can keep secret; any other one is an error."""
     for key in sorted(r.secret_keys):
@@ -393,6 +411,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset
     gossip = r.boolean("gossipEncryption", True)
     release_timeout = r.integer(raw, "releaseTimeoutSeconds", "releaseTimeoutSeconds",
                                 *RELEASE_TIMEOUT_RANGE) or DEFAULT_RELEASE_TIMEOUT
+    gossip_generation = _gossip_key_generation(r, role, gossip)
     mesh_gateway = _mesh_gateway(r, role)
     primary_stack, auth_host = _federation_settings(r, role)
     helm_values = r.mapping("helmValues")
@@ -406,7 +425,8 @@ def parse_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset
         chart_version=chart_version, chart_repo=chart_repo, chart_path=chart_path,
         acls=acls, gossip_encryption=gossip, mesh_gateway=mesh_gateway,
         primary_stack=primary_stack, k8s_auth_method_host=auth_host,
-        helm_values=helm_values, release_timeout=release_timeout, secret_settings=secret_settings,
+        helm_values=helm_values, release_timeout=release_timeout, gossip_key_generation=gossip_generation,
+        secret_settings=secret_settings,
     )
 
 

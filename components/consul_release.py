@@ -13,7 +13,7 @@ left behind are deleted, since Helm could not create them again (hook_jobs.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -25,6 +25,15 @@ from .readiness import explain_failed_release
 
 # Each Helm revision is a Secret in the namespace; keep a bounded history for rollbacks.
 MAX_HISTORY = 10
+
+
+def release_description(cfg: DatacenterConfig) -> Optional[str]:
+    """A new gossip key generation upgrades the primary's Release, whose templates it does not
+    change, so that the create-federation-secret hook (post-upgrade) copies the new key into the
+    federation secret; `helm history` names the generation."""
+    if cfg.is_primary and cfg.gossip_key_generation:
+        return f"gossip key generation {cfg.gossip_key_generation}"
+    return None
 
 
 def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str],
@@ -47,6 +56,7 @@ def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str
         timeout=cfg.release_timeout,
         max_history=MAX_HISTORY,
         cleanup_on_fail=True,
+        description=release_description(cfg),
         **chart,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(hooks=pulumi.ResourceHookBinding(
             before_update=[delete_leftover_hook_jobs(name, kubeconfig, cfg.kube_context, cfg.namespace,

@@ -9,6 +9,8 @@ GOSSIP_ENABLED = "gossipEncryptionEnabled"
 FEDERATION_SECRET = "federationSecret"
 PRIMARY_DATACENTER = "primaryDatacenter"
 K8S_AUTH_METHOD_HOST = "k8sAuthMethodHost"
+# The primary's: the gossip key's generation and its keys (a secret), for rotate-gossip-key.
+GOSSIP_KEYS = "gossipKeys"
 
 # What a secondary checks in its primary's outputs before any of its Kubernetes resources exists.
 REQUIRED_FROM_PRIMARY = (DATACENTER, ACLS_ENABLED, GOSSIP_ENABLED, CHART_VERSION, FEDERATION_SECRET)

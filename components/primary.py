@@ -22,13 +22,17 @@ class PrimaryDatacenter(pulumi.ComponentResource):
         super().__init__("consul-federation:index:PrimaryDatacenter", name, None, opts)
         provider, namespace = cluster(name, cfg, self)
         needs = []
+        gossip_outputs = {}
         if cfg.gossip_encryption:
-            needs.append(GossipEncryptionKey(
-                f"{name}-gossip-key", namespace.metadata.name, cfg.gossip_secret_name, provider,
-                pulumi.ResourceOptions(parent=self)))
+            key = GossipEncryptionKey(
+                f"{name}-gossip-key", namespace.metadata.name, cfg.gossip_secret_name,
+                cfg.gossip_key_generation, provider, pulumi.ResourceOptions(parent=self))
+            needs.append(key)
+            gossip_outputs[outputs.GOSSIP_KEYS] = key.keys
         release = install(name, cfg, provider, namespace, primary_values(cfg), needs, self)
         federation_secret = read_federation_secret(
             f"{name}-federation-secret", cfg.namespace, cfg.federation_secret_name, release,
             pulumi.ResourceOptions(parent=self, provider=provider))
-        self.stack_outputs = {**common_outputs(cfg), outputs.FEDERATION_SECRET: federation_secret}
+        self.stack_outputs = {**common_outputs(cfg), outputs.FEDERATION_SECRET: federation_secret,
+                              **gossip_outputs}
         self.register_outputs(self.stack_outputs)

@@ -54,6 +54,8 @@ def test_booleans_from_stack_yaml_strings():
     ("chartVersion", "0.49.8", "chart 1.0.0 or later, and CI renders the 1.2, 1.8, 1.9, 2.0 lines"),
     ("releaseTimeoutSeconds", 10, "a whole number from 30 to 7200"),
     ("releaseTimeoutSeconds", "soon", "a whole number from 30 to 7200"),
+    ("gossipKeyGeneration", -1, "a whole number from 0 to 1000000"),
+    ("gossipKeyGeneration", "next", "a whole number from 0 to 1000000"),
     ("chartRepo", "helm.releases.hashicorp.com", "Helm repository URL"),
     ("acls", "yes", "true or false"),
     ("gossipEncryption", 3, "true or false"),
@@ -64,6 +66,15 @@ def test_bad_value_names_key_value_and_allowed(key, value, expect):
     message = only_error(primary(**{key: value}))
     assert message.startswith(f"consul-federation:{key}: {value!r}"), message
     assert expect in message
+
+
+def test_gossip_key_generation_belongs_to_a_primary_with_gossip():
+    assert parse_config(primary(gossipKeyGeneration="3")).gossip_key_generation == 3
+    assert parse_config(primary()).gossip_key_generation == 0
+    message = only_error(secondary(gossipKeyGeneration=1))
+    assert message.startswith("consul-federation:gossipKeyGeneration: 1") and "only the primary" in message
+    message = only_error(primary(gossipKeyGeneration=1, gossipEncryption=False))
+    assert "no gossip key to rotate with gossipEncryption: false" in message
 
 
 @pytest.mark.parametrize("key", ["role", "datacenter", "kubeContext"])
@@ -274,6 +285,6 @@ def test_every_setting_has_one_configuration_key():
     assert KEYS == ("role", "datacenter", "kubeContext", "kubeconfig", "namespace", "releaseName",
                     "globalName", "chartVersion", "chartRepo", "chartPath", "acls", "gossipEncryption",
                     "meshGateway", "primaryStack", "k8sAuthMethodHost", "helmValues",
-                    "releaseTimeoutSeconds")
+                    "releaseTimeoutSeconds", "gossipKeyGeneration")
     assert MESH_GATEWAY_KEYS == ("mode", "serviceType", "nodePort", "replicas", "wanAddress")
     assert OBJECT_KEYS == ("meshGateway", "helmValues")

@@ -106,7 +106,10 @@ def test_stack_outputs(ran):
     }
     if c.role == "primary":
         expected["federationSecret"] = federation_data(cfg.datacenter, cfg.acls, cfg.gossip_encryption)
-        assert run.secret_outputs == {"federationSecret"}
+        if cfg.gossip_encryption:
+            expected["gossipKeys"] = {"generation": 0, "current": GOSSIP_KEY, "next": GOSSIP_KEY_1}
+        assert run.secret_outputs == ({"federationSecret", "gossipKeys"} if cfg.gossip_encryption
+                                      else {"federationSecret"})
     else:
         expected["primaryDatacenter"] = "dc1"
         expected["k8sAuthMethodHost"] = AUTH_HOST
@@ -346,6 +349,35 @@ def test_gossip_key_has_the_consul_keygen_format():
     key = gossip_key_from_seed("x" * 64)
     assert len(key) == 44 and len(base64.b64decode(key, validate=True)) == 32
     assert gossip_key_from_seed("y" * 64) != key
+
+
+# The keys of GOSSIP_SEED's generations 1-3, as `openssl dgst -sha256 -hmac <seed>` gives the
+# HMAC of "consul gossip key generation <n>" (an implementation other than the program's).
+GOSSIP_KEY_1 = "hNTT7w6qlBa1AGyS25MM/+fs+1tvLVdEx/hNaz48JlE="
+GOSSIP_KEY_2 = "N3Yo6gH3mF0Dwe1th9uu4Ipfd/KyRqTtl6u6RTKxhWw="
+GOSSIP_KEY_3 = "kn+sVyld5QgSReY/MOf2lS8yVsW1VBA78TFcK9fLtPk="
+
+
+def test_a_gossip_key_generation_writes_its_key_and_upgrades_the_release():
+    """Generation 2: the Secret holds its key; the outputs name the keys around it (for the
+    rotation to recognise them in Consul's keyring); the Release gets a description, so Helm
+    upgrades it and the federation secret's hook copies the new key."""
+    run = run_program(primary(gossipKeyGeneration="2"))
+    (gossip,) = [r for r in run.all(SECRET) if not r.read_id]
+    assert gossip.inputs["string_data"] == {"key": GOSSIP_KEY_2}
+    assert run.outputs["gossipKeys"] == {"generation": 2, "current": GOSSIP_KEY_2, "next": GOSSIP_KEY_3,
+                                         "previous": GOSSIP_KEY_1}
+    assert "gossipKeys" in run.secret_outputs
+    assert run.one(RELEASE).inputs["description"] == "gossip key generation 2"
+    assert "description" not in run_program(primary()).one(RELEASE).inputs
+
+
+def test_gossip_key_generations_differ_and_keep_the_keygen_format():
+    keys = [gossip_key_from_seed("x" * 64, n) for n in range(4)]
+    assert len(set(keys)) == 4
+    assert all(len(base64.b64decode(k, validate=True)) == 32 for k in keys)
+    with pytest.raises(ValueError):
+        gossip_key_from_seed("x" * 64, -1)
 
 
 def test_federation_data_stays_secret_even_if_the_reference_does_not_say_so():
