@@ -1,6 +1,6 @@
 """Consul's own view of the federation, from its HTTP API's JSON (the formats documented for
-``/v1/agent/members?wan=1``, ``/v1/catalog/datacenters``, ``/v1/acl/replication`` and
-``/v1/status/leader?dc=``).
+``/v1/agent/members?wan=1``, ``/v1/catalog/datacenters``, ``/v1/acl/replication``,
+``/v1/status/leader?dc=`` and ``/v1/operator/keyring``).
 
 Parsers raise ConsulOutputError on anything else (an HTML error page from a proxy, a truncated
 body), so that ``verify`` reports "could not read" instead of a wrong verdict. Verdicts are pure
@@ -9,6 +9,7 @@ functions of parsed answers, tested on recorded responses (tests/fixtures/consul
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -176,3 +177,84 @@ def primary_gateways(server_config_json: Optional[str]) -> list[str]:
     if not isinstance(gateways, list):
         raise ConsulOutputError("serverConfigJSON: no primary_gateways list")
     return [str(g) for g in gateways]
+
+
+@dataclass(frozen=True)
+class Ring:
+    """One gossip pool as ``GET /v1/operator/keyring`` reports it: the WAN pool, or the LAN pool
+    of one datacenter; keys map to the number of members that hold them."""
+
+    wan: bool
+    datacenter: str
+    keys: dict[str, int]
+    primary_keys: dict[str, int]
+    num_nodes: int
+    messages: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return "WAN" if self.wan else f"{self.datacenter} LAN"
+
+
+def parse_keyring(text: str | bytes) -> list[Ring]:
+    doc = _json(text, "keyring")
+    if not isinstance(doc, list):
+        raise ConsulOutputError("keyring: expected a JSON list")
+    rings = []
+    for item in doc:
+        if not isinstance(item, dict) or not isinstance(item.get("WAN"), bool) \
+                or not isinstance(item.get("NumNodes"), int) \
+                or not all(isinstance(item.get(f) or {}, dict) for f in ("Keys", "PrimaryKeys", "Messages")):
+            raise ConsulOutputError(f"keyring: unexpected entry {str(item)[:120]}")
+        counts = {f: {str(k): v for k, v in (item.get(f) or {}).items()} for f in ("Keys", "PrimaryKeys")}
+        if not all(isinstance(v, int) for c in counts.values() for v in c.values()):
+            raise ConsulOutputError("keyring: key counts are not numbers")
+        rings.append(Ring(wan=item["WAN"], datacenter=str(item.get("Datacenter", "")), keys=counts["Keys"],
+                          primary_keys=counts["PrimaryKeys"], num_nodes=item["NumNodes"],
+                          messages={str(k): str(v) for k, v in (item.get("Messages") or {}).items()}))
+    return rings
+
+
+def fingerprint(key: str) -> str:
+    """How a gossip key is named in output: a prefix of its SHA-256, never the key."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def on_every_member(rings: list[Ring], key: str, primary: bool = False) -> bool:
+    """Whether every member of every pool holds `key` (as its primary key, with `primary`)."""
+    return bool(rings) and all((r.primary_keys if primary else r.keys).get(key) == r.num_nodes > 0 for r in rings)
+
+
+def keyring_verdict(rings: list[Ring], datacenters: list[str], secret_key: Optional[str]) -> tuple[bool, str]:
+    """One primary key on every member of every pool (the WAN pool and each datacenter's LAN
+    pool), and it is the key of the primary's gossip Secret, which a server that starts without
+    a keyring (a new pod, a lost volume) uses. Other installed keys are named: mid-rotation."""
+    if not rings:
+        return False, "Consul listed no gossip pool"
+    problems = []
+    pools = {r.datacenter for r in rings if not r.wan}
+    missing = [dc for dc in datacenters if dc not in pools]
+    if missing:
+        problems.append(f"no LAN pool of {', '.join(missing)} answered")
+    if not any(r.wan for r in rings):
+        problems.append("the WAN pool did not answer")
+    primaries = {k for r in rings for k in r.primary_keys}
+    if len(primaries) != 1:
+        problems.append(f"{len(primaries)} primary keys in use ({', '.join(sorted(map(fingerprint, primaries)))})")
+    for r in rings:
+        partial = [f"{fingerprint(k)} on {n}/{r.num_nodes}" for k, n in sorted(r.primary_keys.items())
+                   if n != r.num_nodes]
+        if partial:
+            problems.append(f"{r.name}: primary key {', '.join(partial)} members")
+        problems += [f"{r.name}: {node}: {message}" for node, message in sorted(r.messages.items())]
+    (key,) = primaries if len(primaries) == 1 else (None,)
+    if secret_key is None:
+        problems.append("the primary's gossip Secret holds no key to compare with")
+    elif key is not None and key != secret_key:
+        problems.append(f"the primary key {fingerprint(key)} is not the gossip Secret's "
+                        f"({fingerprint(secret_key)}): a rotation stopped half-way")
+    if problems:
+        return False, "; ".join(problems)
+    extra = sorted({k for r in rings for k in r.keys} - {key})
+    also = f"; also installed: {', '.join(map(fingerprint, extra))}" if extra else ""
+    return True, f"primary key {fingerprint(key)} (= the gossip Secret's) on every member of {len(rings)} pool(s){also}"

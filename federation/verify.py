@@ -31,7 +31,7 @@ import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
 from kubernetes import client, config as kube_config
 from kubernetes.client.exceptions import ApiException
@@ -39,7 +39,7 @@ from pulumi import automation as auto
 from urllib3.exceptions import HTTPError as TransportError
 
 from components.config import OBJECT_KEYS, ConfigError, DatacenterConfig, parse_config
-from components.constants import CONFIG_NAMESPACE
+from components.constants import CONFIG_NAMESPACE, GOSSIP_SECRET_KEY
 from components.helm_values import GATEWAY_SERVICE_PORT
 from components.kube_cluster import api_client, resolve_kubeconfig
 
@@ -47,11 +47,12 @@ from . import consul_status, operate
 
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
 PROXY_DEFAULTS_REPLICATED = "ProxyDefaults global replicated"
+GOSSIP_KEYRING = "gossip keyring: one primary key"
 RPC_TO_EVERY_DATACENTER = "RPC reaches every datacenter"
 KUBERNETES, CONSUL = "kubernetes", "consul"
 _TIMEOUT = 10
 # What a request that never got an HTTP answer raises (timeouts, refused connections).
-_NETWORK_ERRORS = (OSError, TransportError)
+NETWORK_ERRORS = (OSError, TransportError)
 _STALE_FIX = ("re-run up on the primary and then the secondaries: python -m federation up "
               "(consul-k8s#417)")
 
@@ -293,20 +294,27 @@ def kubernetes_rows(dc: Datacenter, primary: Datacenter) -> list[Row]:
     return rows
 
 
-def consul_get(dc: Datacenter, path: str, query: list[tuple[str, str]], token: Optional[str]) -> bytes:
-    """GET Consul's HTTP API on the server Service through the API server's service proxy."""
+def consul_request(dc: Datacenter, method: str, path: str, query: list[tuple[str, str]], token: Optional[str],
+                   body: Optional[dict[str, Any]] = None) -> bytes:
+    """Consul's HTTP API on the server Service through the API server's service proxy."""
     headers = {"Accept": "application/json", **({"X-Consul-Token": token} if token else {})}
-    method, url, headers, _, _ = dc.api.param_serialize(
-        "GET", f"/api/v1/namespaces/{dc.ns}/services/https:{dc.name('server')}:8501/proxy{path}",
-        query_params=query, header_params=headers, auth_settings=["BearerToken"])
-    response = dc.api.call_api(method, url, header_params=headers, _request_timeout=_TIMEOUT)
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    method, url, headers, body_out, _ = dc.api.param_serialize(
+        method, f"/api/v1/namespaces/{dc.ns}/services/https:{dc.name('server')}:8501/proxy{path}",
+        query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"])
+    response = dc.api.call_api(method, url, header_params=headers, body=body_out, _request_timeout=_TIMEOUT)
     response.read()
     if not 200 <= response.status <= 299:
         raise ApiException(http_resp=response)
     return response.data
 
 
-def _api_error(exc: ApiException) -> str:
+def consul_get(dc: Datacenter, path: str, query: list[tuple[str, str]], token: Optional[str]) -> bytes:
+    return consul_request(dc, "GET", path, query, token)
+
+
+def api_error_text(exc: ApiException) -> str:
     """Status and reason, and the API server's own message when the body is a Status."""
     try:
         message = json.loads(exc.body or "").get("message", "")
@@ -330,18 +338,25 @@ def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], tok
         checks.append((PROXY_DEFAULTS_REPLICATED, "/v1/config/proxy-defaults/global", [],
                        lambda body: consul_status.proxy_defaults_verdict(
                            consul_status.parse_proxy_defaults_mode(body), primary.cfg.mesh_gateway.mode)))
+    if dc is primary and dc.cfg.gossip_encryption:  # the keyring lists every datacenter's pools
+        checks.append((GOSSIP_KEYRING, "/v1/operator/keyring", [],
+                       lambda body: consul_status.keyring_verdict(
+                           consul_status.parse_keyring(body), datacenters, gossip_secret_key(primary))))
     rows = []
     for check, path, query, verdict in checks:
         try:
             ok, detail = verdict(consul_get(dc, path, query, token))
         except ApiException as exc:
-            if exc.status == 404 and check == PROXY_DEFAULTS_REPLICATED and _consul_answered(exc):
+            if exc.status == 404 and check == PROXY_DEFAULTS_REPLICATED and consul_answered(exc):
                 rows.append(dc.row(check, FAILED, "Consul has no proxy-defaults global here: not "
                                                   "replicated from the primary (yet)", CONSUL))
                 continue
+            if consul_answered(exc):  # Consul's own error (no leader, a datacenter out of reach)
+                rows.append(dc.row(check, FAILED, f"Consul answered {consul_error(exc)}", CONSUL))
+                continue
             rows.append(dc.row(check, NOT_CHECKED, _unchecked(exc), CONSUL))
             continue
-        except (consul_status.ConsulOutputError, *_NETWORK_ERRORS) as exc:
+        except (consul_status.ConsulOutputError, *NETWORK_ERRORS) as exc:
             rows.append(dc.row(check, NOT_CHECKED, _unchecked(exc), CONSUL))
             continue
         rows.append(dc.row(check, PASSED if ok else FAILED, detail, CONSUL))
@@ -355,10 +370,16 @@ def _unchecked(exc: Exception) -> str:
     """Why a Consul row could not be checked: the service proxy's error, an answer not in
     Consul's format, or no answer."""
     if isinstance(exc, ApiException):
-        return f"Consul not reachable through the API server's service proxy ({_api_error(exc)})"
+        return f"Consul not reachable through the API server's service proxy ({api_error_text(exc)})"
     if isinstance(exc, consul_status.ConsulOutputError):
         return f"could not read Consul's answer: {exc}"
     return f"Consul not reachable: {exc.__class__.__name__}"
+
+
+def consul_error(exc: ApiException) -> str:
+    """The status and text of an error Consul itself answered (plain text, on one line)."""
+    body = " ".join((exc.body or "").split())
+    return f"{exc.status}: {body[:240]}" if body else f"HTTP {exc.status}"
 
 
 def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
@@ -371,13 +392,12 @@ def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
         try:
             leaders[other] = consul_status.parse_leader(consul_get(dc, "/v1/status/leader", [("dc", other)], token))
         except ApiException as exc:
-            if not _consul_answered(exc):
+            if not consul_answered(exc):
                 return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
-            body = (exc.body or "").strip()
-            errors[other] = body.splitlines()[0][:200] if body else f"HTTP {exc.status}"
+            errors[other] = consul_error(exc).split(": ", 1)[-1]
         except consul_status.ConsulOutputError as exc:
             return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED,
                           f"{_unchecked(exc)} asking for the leader of {other} (no answer within {_TIMEOUT} s: "
                           "an RPC that hangs in a gateway path ends so too)", CONSUL)
@@ -385,6 +405,14 @@ def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
     return dc.row(RPC_TO_EVERY_DATACENTER, PASSED if ok else FAILED, detail, CONSUL)
 
 
+
+
+def gossip_secret_key(primary: Datacenter) -> Optional[str]:
+    """The key in the primary's gossip Secret (None when it has none), never printed."""
+    data = primary.secret_data(primary.cfg.gossip_secret_name) or {}
+    if GOSSIP_SECRET_KEY not in data:
+        return None
+    return base64.b64decode(data[GOSSIP_SECRET_KEY]).decode()
 
 
 def bootstrap_token(primary: Datacenter) -> tuple[Optional[str], str]:
@@ -402,8 +430,11 @@ def _unreachable(dc: Datacenter, exc: Exception) -> list[Row]:
     return [dc.row("Kubernetes API", NOT_CHECKED, f"cannot read the cluster of context {dc.cfg.kube_context}: {reason}")]
 
 
-def collect(p: operate.Plan, runner: operate.Runner, kubernetes_only: bool) -> list[Row]:
-    names = [p.primary] + list(p.secondaries)
+def collect(p: operate.Plan, runner: operate.Runner, kubernetes_only: bool,
+            members: Optional[Collection[str]] = None) -> list[Row]:
+    """Every row of the selected stacks. ``members``: the stacks whose datacenters make up the
+    federation (default: every stack file); ``up`` passes the ones deployed so far."""
+    names = [p.primary] + [s for s in p.secondaries if members is None or s in members]
     dcs: dict[str, Datacenter] = {}
     rows: list[Row] = []
     for name in names:
@@ -429,7 +460,7 @@ def collect(p: operate.Plan, runner: operate.Runner, kubernetes_only: bool) -> l
             continue
         try:
             rows += kubernetes_rows(dc, primary)
-        except (ApiException, *_NETWORK_ERRORS) as exc:
+        except (ApiException, *NETWORK_ERRORS) as exc:
             rows += _unreachable(dc, exc)
             continue
         if kubernetes_only:
@@ -444,7 +475,7 @@ def collect(p: operate.Plan, runner: operate.Runner, kubernetes_only: bool) -> l
 def _token_or_reason(primary: Datacenter) -> tuple[Optional[str], str]:
     try:
         return bootstrap_token(primary)
-    except (ApiException, *_NETWORK_ERRORS) as exc:
+    except (ApiException, *NETWORK_ERRORS) as exc:
         return None, f"cannot read the bootstrap ACL token: {exc.__class__.__name__}"
 
 
@@ -454,12 +485,14 @@ def _consul_checks(dc: Datacenter, primary: Datacenter, datacenters: list[str]) 
         checks.append("ACL replication running")
     if dc is not primary:
         checks.append(PROXY_DEFAULTS_REPLICATED)
+    if dc is primary and dc.cfg.gossip_encryption:
+        checks.append(GOSSIP_KEYRING)
     if [name for name in datacenters if name != dc.cfg.datacenter]:
         checks.append(RPC_TO_EVERY_DATACENTER)
     return checks
 
 
-def _consul_answered(exc: ApiException) -> bool:
+def consul_answered(exc: ApiException) -> bool:
     """A 404 from Consul itself (its body is plain text), not the API server's Status JSON."""
     try:
         json.loads(exc.body or "")

@@ -120,3 +120,73 @@ def test_leader_parse_and_rpc_verdict():
         (True, "leader of dc2, dc3 answered")
     assert cs.rpc_verdict({"dc2": "10.1.10.12:8300", "dc4": ""}, {"dc3": "No path to datacenter"}) == \
         (False, "dc3: No path to datacenter; dc4: no leader")
+
+
+# The sample keyring's keys (K1 primary) and their fingerprints (`printf %s KEY | sha256sum`).
+K1, K2, K3 = ("pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=", "ZWTL+bgjHyQPhJRKcFe3ccirc2SFHmc/Nw67l8NQfdk=",
+              "WbL6oaTPom+7RG7Q/INbJWKy09OLar/Hf2SuOAdoQE4=")
+FP1, FP2, FP3 = "sha256:1a529216c579", "sha256:2d868d71211c", "sha256:1f4f4d0b9426"
+
+
+def settled(keys: dict[str, int], primary: str):
+    """The recorded keyring with every pool holding `keys` (counts) and `primary` on all 3 nodes."""
+    def change(doc):
+        for ring in doc:
+            ring["Keys"], ring["PrimaryKeys"] = dict(keys), {primary: 3}
+    return cs.parse_keyring(variant("operator-keyring.json", change))
+
+
+def test_keyring_parses_the_recorded_response():
+    rings = cs.parse_keyring(recorded("operator-keyring.json"))
+    assert [(r.name, r.num_nodes, r.primary_keys) for r in rings] == [("WAN", 3, {K1: 1}), ("dc1 LAN", 3, {K1: 1})]
+    assert rings[0].keys == {K1: 1, K2: 1, K3: 1} and rings[0].messages == {}
+    assert cs.fingerprint(K1) == FP1 and cs.fingerprint(K2) == FP2
+
+
+@pytest.mark.parametrize("text", ['{"WAN": true}', '[{"WAN": "yes", "NumNodes": 3}]',
+                                  '[{"WAN": true, "NumNodes": 3, "Keys": {"k": "1"}}]', "<html>"])
+def test_keyring_that_is_not_consuls_format_is_refused(text):
+    with pytest.raises(cs.ConsulOutputError):
+        cs.parse_keyring(text)
+
+
+def test_keyring_verdict_one_primary_key_on_every_member_equal_to_the_secret():
+    assert cs.keyring_verdict(settled({K1: 3}, K1), ["dc1"], K1) == (
+        True, f"primary key {FP1} (= the gossip Secret's) on every member of 2 pool(s)")
+    ok, detail = cs.keyring_verdict(settled({K1: 3, K2: 3}, K1), ["dc1"], K1)
+    assert ok and detail.endswith(f"; also installed: {FP2}")
+
+
+@pytest.mark.parametrize("rings, datacenters, secret, problem", [
+    ("recorded", ["dc1"], K1, f"WAN: primary key {FP1} on 1/3 members; dc1 LAN: primary key {FP1} on 1/3 members"),
+    (("settled", K2), ["dc1"], K1, f"the primary key {FP2} is not the gossip Secret's ({FP1}): a rotation stopped half-way"),
+    (("settled", K1), ["dc1", "dc2"], K1, "no LAN pool of dc2 answered"),
+    (("settled", K1), ["dc1"], None, "the primary's gossip Secret holds no key to compare with"),
+    ("empty", ["dc1"], K1, "Consul listed no gossip pool"),
+])
+def test_keyring_verdict_fails_naming_what_is_wrong(rings, datacenters, secret, problem):
+    parsed = {"recorded": lambda: cs.parse_keyring(recorded("operator-keyring.json")),
+              "empty": lambda: []}.get(rings) if isinstance(rings, str) else (lambda: settled({K1: 3, K2: 3}, rings[1]))
+    ok, detail = cs.keyring_verdict(parsed(), datacenters, secret)
+    assert not ok and problem in detail, detail
+
+
+def test_two_primary_keys_and_a_members_message_fail():
+    def change(doc):
+        doc[0]["PrimaryKeys"] = {K1: 3}
+        doc[1]["PrimaryKeys"] = {K2: 3}
+        doc[1]["Messages"] = {"consul-server-0": "No installed keys could decrypt the message"}
+        for ring in doc:
+            ring["Keys"] = {K1: 3, K2: 3}
+    ok, detail = cs.keyring_verdict(cs.parse_keyring(variant("operator-keyring.json", change)), ["dc1"], K1)
+    assert not ok
+    assert f"2 primary keys in use ({FP1}, {FP2})" in detail
+    assert "dc1 LAN: consul-server-0: No installed keys could decrypt the message" in detail
+
+
+def test_on_every_member_counts_each_pool():
+    rings = settled({K1: 3, K2: 3}, K1)
+    assert cs.on_every_member(rings, K2) and not cs.on_every_member(rings, K2, primary=True)
+    assert cs.on_every_member(rings, K1, primary=True)
+    assert not cs.on_every_member(cs.parse_keyring(recorded("operator-keyring.json")), K1)
+    assert not cs.on_every_member([], K1)

@@ -239,3 +239,58 @@ def test_consul_rows_ask_consul_what_the_rows_say(monkeypatch):
     assert [r.check for r in rows] == ["WAN members alive", "catalog has every datacenter", "ACL replication running",
                                        "ProxyDefaults global replicated", "RPC reaches every datacenter"]
     assert rows and all(r.source == v.CONSUL and r.status in (v.PASSED, v.FAILED) for r in rows)
+
+
+def test_the_primarys_consul_rows_ask_for_the_keyring_and_compare_it_with_the_gossip_secret(monkeypatch):
+    """One keyring request covers every datacenter's pools; its primary key must be the one in
+    the primary's gossip Secret (compared, never printed)."""
+    key = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
+    keyring = json.dumps([{"WAN": wan, "Datacenter": dc, "Segment": "", "Keys": {key: 1}, "PrimaryKeys": {key: 1},
+                           "NumNodes": 1} for wan, dc in ((True, "dc1"), (False, "dc1"), (False, "dc2"))]).encode()
+    asked = []
+
+    def consul_get(dc, path, query, token):
+        asked.append(path)
+        return {"/v1/operator/keyring": keyring, "/v1/catalog/datacenters": b'["dc1", "dc2"]',
+                "/v1/agent/members": b"[]", "/v1/status/leader": b'"10.244.2.6:8300"'}[path]
+
+    monkeypatch.setattr(v, "consul_get", consul_get)
+    secret = {"consul-gossip-encryption-key": {"key": base64.b64encode(key.encode()).decode()}}
+    primary = FakeDatacenter(cfg(), secrets=secret)
+    rows = {r.check: r for r in v.consul_rows(primary, primary, ["dc1", "dc2"], "t0ken")}
+    assert "/v1/operator/keyring" in asked
+    assert rows[v.GOSSIP_KEYRING].status == v.PASSED, rows[v.GOSSIP_KEYRING]
+    assert rows[v.GOSSIP_KEYRING].detail == ("primary key sha256:1a529216c579 (= the gossip Secret's) on every "
+                                            "member of 3 pool(s)")
+    assert v.GOSSIP_KEYRING in v._consul_checks(primary, primary, ["dc1", "dc2"])
+    other = base64.b64encode(b"WbL6oaTPom+7RG7Q/INbJWKy09OLar/Hf2SuOAdoQE4=").decode()
+    primary.secrets = {"consul-gossip-encryption-key": {"key": other}}
+    row = {r.check: r for r in v.consul_rows(primary, primary, ["dc1", "dc2"], "t0ken")}[v.GOSSIP_KEYRING]
+    assert row.status == v.FAILED and "a rotation stopped half-way" in row.detail and key not in row.detail
+    secondary = FakeDatacenter(cfg("secondary"))
+    assert v.GOSSIP_KEYRING not in v._consul_checks(secondary, primary, ["dc1", "dc2"])
+
+
+def test_an_error_consul_itself_answers_fails_the_row_with_its_words(monkeypatch):
+    """A 500 in Consul's plain text (seen for the keyring while a secondary could not reach the
+    primary) is an answer: the row fails quoting it; a service proxy's JSON Status is not."""
+    consul = ApiException(status=500, reason="Internal Server Error")
+    consul.body = "1 error occurred:\n\t* dc2 error: rpc error making call: No path to datacenter\n"
+    proxy = ApiException(status=503, reason="Service Unavailable")
+    proxy.body = '{"kind":"Status","message":"no endpoints available for service consul-server"}'
+    answers = {"/v1/operator/keyring": consul}
+
+    def consul_get(dc, path, query, token):
+        answer = answers.get(path, b'["dc1"]' if path == "/v1/catalog/datacenters" else b"[]")
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(v, "consul_get", consul_get)
+    primary = FakeDatacenter(cfg(), secrets={"consul-gossip-encryption-key": {"key": "a2V5"}})
+    row = {r.check: r for r in v.consul_rows(primary, primary, ["dc1"], "t0ken")}[v.GOSSIP_KEYRING]
+    assert (row.status, row.detail) == (
+        v.FAILED, "Consul answered 500: 1 error occurred: * dc2 error: rpc error making call: No path to datacenter")
+    answers["/v1/operator/keyring"] = proxy
+    row = {r.check: r for r in v.consul_rows(primary, primary, ["dc1"], "t0ken")}[v.GOSSIP_KEYRING]
+    assert row.status == v.NOT_CHECKED and "service proxy (503 Service Unavailable" in row.detail
