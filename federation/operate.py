@@ -1,7 +1,9 @@
 """``up``, ``preview`` and ``destroy`` of every stack of the federation, in the order WAN
 federation needs, on the Pulumi Automation API.
 
-``up``: the primary first, then the secondaries in parallel (they read the primary's outputs).
+``up``: the primary first, then the secondaries in parallel (they read the primary's outputs);
+with the gate of ``rollout.py`` (the default of ``python -m federation up``), each running
+secondary alone and the federation checked after every stage.
 ``destroy``: the secondaries first, the primary last (a secondary's servers keep calling the
 primary). ``preview``: every stack at once. Each stack's engine output is printed on lines
 prefixed with ``[<stack>]``; a summary per stack ends the run.
@@ -11,7 +13,8 @@ passphrase come from the environment, as for the pulumi CLI (PULUMI_BACKEND_URL,
 PULUMI_CONFIG_PASSPHRASE); the CLI is the ``pulumi`` on PATH.
 
 Exit codes: 0 everything ran and succeeded; 1 a stack failed (the run stops after the stage it
-failed in, naming the stack and the error), or the pulumi CLI could not run; 2 refused before
+failed in, naming the stack and the error), the federation was not healthy after a stage (naming
+the rows and the stacks not changed yet), or the pulumi CLI could not run; 2 refused before
 anything ran (unknown stack in --stacks, no primary or two, a secondary whose primaryStack is not
 the primary's stack, destroying the primary while a secondary still has resources). A usage
 error (unknown option) exits 1, as for every ``python -m federation`` command.
@@ -295,7 +298,7 @@ def print_summary(command: str, outcomes: list[Outcome], not_run: list[str], out
             for line in rest:
                 print(f"  {'':<8}         {line}", file=out)
     for name in not_run:
-        print(f"  {name:<8} not run (an earlier stage failed)", file=out)
+        print(f"  {name:<8} not run (stopped after an earlier stage)", file=out)
 
 
 def _stop_message(stage: str, failed: list[Outcome], out: TextIO) -> None:
@@ -303,12 +306,32 @@ def _stop_message(stage: str, failed: list[Outcome], out: TextIO) -> None:
         print(f"\nstopped: {stage} failed in stack {o.stack}:\n  " + o.error.replace("\n", "\n  "), file=out)
 
 
-def run_up(p: Plan, runner: Runner, parallel: int) -> int:
+# After a stage of up: None when the federation of these stacks is healthy, else why not.
+Gate = Callable[[list[str]], Optional[str]]
+
+
+def up_stages(p: Plan, deployed: Iterable[str] = (), gated: bool = False) -> list[tuple[str, list[str]]]:
+    """The primary, then the secondaries: with a gate, each secondary that already runs alone
+    (HashiCorp's federated upgrade order: a change checked in one datacenter before the next),
+    then the new ones together (they have nothing running to break)."""
+    stages = [("the primary", [p.primary])] if p.run_primary else []
+    if not gated:
+        return stages + ([("the secondaries", p.run_secondaries)] if p.run_secondaries else [])
+    existing = [s for s in p.run_secondaries if s in set(deployed)]
+    new = [s for s in p.run_secondaries if s not in set(deployed)]
+    stages += [(f"the secondary {s}", [s]) for s in existing]
+    return stages + ([("the new secondaries", new)] if new else [])
+
+
+def run_up(p: Plan, runner: Runner, parallel: int, gate: Optional[Gate] = None) -> int:
+    """Up in stages; with `gate`, each stage is followed by it over the stacks that run by then
+    (deployed before, or by this run), and a gate that fails stops the run."""
     if p.run_primary:
         runner.prepare(p.run_secondaries)
-    stages = ([("the primary", [p.primary])] if p.run_primary else []) + \
-             ([("the secondaries", p.run_secondaries)] if p.run_secondaries else [])
-    return _run_stages("up", stages, _up, runner, parallel, create=True)
+    deployed = {name for name, count in runner.resource_counts().items() if count} if gate else set()
+    stages = up_stages(p, deployed, gated=gate is not None)
+    return _run_stages("up", stages, _up, runner, parallel, create=True, gate=gate, deployed=deployed,
+                       federation=[p.primary, *p.secondaries])
 
 
 def run_destroy(p: Plan, runner: Runner, parallel: int) -> int:
@@ -318,15 +341,26 @@ def run_destroy(p: Plan, runner: Runner, parallel: int) -> int:
 
 
 def _run_stages(command: str, stages: list[tuple[str, list[str]]], operation, runner: Runner,
-                parallel: int, create: bool) -> int:
+                parallel: int, create: bool, gate: Optional[Gate] = None, deployed: Iterable[str] = (),
+                federation: Iterable[str] = ()) -> int:
     outcomes: list[Outcome] = []
+    running = set(deployed)
     for index, (label, names) in enumerate(stages):
         done = runner.stage(names, operation, parallel, create)
         outcomes.extend(done)
         failed = [o for o in done if not o.ok]
+        not_run = [n for _, later in stages[index + 1:] for n in later]
         if failed:
-            not_run = [n for _, later in stages[index + 1:] for n in later]
             _stop_message(f"{command} of {label}", failed, runner.out)
+            print_summary(command, outcomes, not_run, runner.out)
+            return EXIT_FAILED
+        running.update(names)
+        unhealthy = gate([s for s in federation if s in running]) if gate else None
+        if unhealthy:
+            print(f"\nstopped: after {command} of {label}, {unhealthy}", file=runner.out)
+            if not_run:
+                print(f"  not changed yet: {', '.join(not_run)}; fix the change (or the cluster), then run "
+                      f"python -m federation {command} again", file=runner.out)
             print_summary(command, outcomes, not_run, runner.out)
             return EXIT_FAILED
     print_summary(command, outcomes, [], runner.out)
@@ -354,7 +388,9 @@ def add_arguments(parser: argparse.ArgumentParser, parallel: bool = True) -> Non
                             help="stacks run at once within a stage (default: 4)")
 
 
-def _main(command: str, args: argparse.Namespace) -> int:
+def run_command(command: str, args: argparse.Namespace,
+                gate_for: Optional[Callable[[Plan, Runner], Gate]] = None) -> int:
+    """Plan, then run `command` over the stacks; `gate_for` makes up's gate from both."""
     try:
         p = plan(args.project_dir, args.stacks)
     except Refused as exc:
@@ -368,7 +404,7 @@ def _main(command: str, args: argparse.Namespace) -> int:
     runner = Runner(args.project_dir)
     try:
         if command == "up":
-            return run_up(p, runner, args.parallel)
+            return run_up(p, runner, args.parallel, gate_for(p, runner) if gate_for else None)
         if command == "preview":
             outcomes = runner.stage(sorted(p.selected), _preview, args.parallel)
             print_summary("preview", outcomes, [], runner.out)
@@ -394,9 +430,8 @@ class Command:
         add_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        return _main(self.name, args)
+        return run_command(self.name, args)
 
 
-UP = Command("up", "Deploy the primary, then the secondaries in parallel.")
 PREVIEW = Command("preview", "Preview every stack in parallel, with the diff.")
 DESTROY = Command("destroy", "Destroy the secondaries, then the primary.")

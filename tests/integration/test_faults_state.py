@@ -335,7 +335,7 @@ def test_ctrl_c_while_the_release_installs_leaves_a_failed_release_that_up_upgra
 
 def test_the_secondaries_join_the_recovered_primary(env):
     """`python -m federation up`: dc1 has nothing left to change after its recovery."""
-    done = env.cli("up")
+    done = env.cli("up", "--gate-timeout", "0")
     timed("python -m federation up (dc1 unchanged, dc2 and dc3 created)", done.seconds)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     summary = done.stdout[done.stdout.index("up summary:"):]
@@ -400,7 +400,7 @@ def test_federation_up_beside_a_running_up_is_refused_and_leaves_its_lock(env):
     try:
         holder = locks(project)
         assert holder and holder[0]["pid"] == running.pid
-        done = env.cli("up", "--stacks", "dc1", timeout=600)
+        done = env.cli("up", "--gate-timeout", "0", "--stacks", "dc1", timeout=600)
         timed("python -m federation up refused beside a running up", done.seconds)
         assert locks(project) == holder  # left alone
     finally:
@@ -559,7 +559,7 @@ def test_killed_install_during_the_way_back_is_recovered_by_federation_up(env):
     assert env.helm_history("dc1") == [(1, "pending-install")] and pending(project, "dc1") == [("creating", "dc1-consul")]
     assert [lock["pid"] for lock in locks(project)] == [proc.pid]
 
-    done = env.cli("up")
+    done = env.cli("up", "--gate-timeout", "0")
     timed("python -m federation up recovering dc1, then dc2 and dc3", done.seconds)
     assert done.seconds < 300
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-3000:]

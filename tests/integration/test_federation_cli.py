@@ -42,7 +42,7 @@ def rows_of(rows: list[dict], check: str) -> dict[str, dict]:
 
 
 def test_up_of_every_stack_from_nothing(env):
-    done = env.cli("up")
+    done = env.cli("up", "--gate-timeout", "0")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
     prefixed = {dc: [i for i, line in enumerate(lines) if line.startswith(f"[{dc}] ")] for dc in DATACENTERS}
@@ -101,7 +101,7 @@ def test_a_gateway_change_up_on_the_primary_only_is_reported_stale_then_fixed(en
     project = env.project
     project.overrides["dc1"] = {"meshGateway": NODEPORT_GATEWAY}
     project.write_stack("dc1")
-    done = env.cli("up", "--stacks", "dc1")
+    done = env.cli("up", "--gate-timeout", "0", "--stacks", "dc1")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert "[dc2]" not in done.stdout and "[dc3]" not in done.stdout
 
@@ -120,7 +120,7 @@ def test_a_gateway_change_up_on_the_primary_only_is_reported_stale_then_fixed(en
     table = env.cli("verify", "--kubernetes-only", timeout=300)
     assert table.returncode == 1 and "FAILED" in table.stdout and "consul-k8s#417" in table.stdout
 
-    done = env.cli("up")
+    done = env.cli("up", "--gate-timeout", "0")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     summary = {line.split()[0]: line for line in done.stdout[done.stdout.index("up summary:"):].splitlines()[1:]
                if line.strip()}

@@ -134,7 +134,7 @@ def test_up_stops_at_the_failed_primary_and_names_it():
     assert runner.ran == ["dc1"]
     out = runner.out.getvalue()
     assert "stopped: up of the primary failed in stack dc1:\n  error: update failed" in out
-    assert "dc2      not run (an earlier stage failed)" in out and "dc3      not run" in out
+    assert "dc2      not run (stopped after an earlier stage)" in out and "dc3      not run" in out
 
 
 def test_destroy_runs_the_secondaries_first_and_keeps_the_primary_when_one_fails():

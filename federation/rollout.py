@@ -1,0 +1,108 @@
+"""``up`` as a rolling change: each stage waits for the federation to be healthy before the next.
+
+HashiCorp's federated upgrade procedure changes the primary's servers first, then each
+secondary's, checking ``consul members -wan`` and ACL replication between the steps. ``up`` does
+that with ``verify``'s rows that concern the federation (servers ready, WAN members alive, every
+datacenter in the catalog, ACL replication, an RPC to every other datacenter), over the stacks
+that run by then: a change that breaks the primary stops before any secondary is touched.
+
+The rows must pass on ``PASSES_IN_A_ROW`` consecutive checks ``INTERVAL`` seconds apart (WAN
+membership flaps for a while after a server restarts, and one lucky pass would let the run move
+on), within ``--gate-timeout`` seconds; "not checked" never passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable, Optional, TextIO
+
+from . import operate, verify
+
+GATED_CHECKS = ("server StatefulSet ready", "WAN members alive", "catalog has every datacenter",
+                "ACL replication running", verify.RPC_TO_EVERY_DATACENTER)
+DEFAULT_TIMEOUT = 600
+INTERVAL = 10
+PASSES_IN_A_ROW = 2
+
+
+def gated_rows(rows: list[verify.Row]) -> list[verify.Row]:
+    return [r for r in rows if r.check in GATED_CHECKS]
+
+
+def wait_healthy(check: Callable[[], list[verify.Row]], timeout: float, say: Callable[[str], None],
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 interval: float = INTERVAL, passes: int = PASSES_IN_A_ROW) -> tuple[bool, list[verify.Row]]:
+    """(True, rows) once the gated rows pass `passes` times in a row; when `timeout` runs out
+    first, (False, the rows of the last check that did not pass). No gated row at all never
+    counts as healthy."""
+    started = clock()
+    in_a_row = 0
+    unhealthy: list[verify.Row] = []
+    while True:
+        rows = gated_rows(check())
+        healthy = bool(rows) and all(r.status == verify.PASSED for r in rows)
+        in_a_row = in_a_row + 1 if healthy else 0
+        if in_a_row >= passes:
+            return True, rows
+        if not healthy:
+            unhealthy = rows
+        elapsed = clock() - started
+        if elapsed >= timeout:
+            return False, unhealthy
+        waiting = [f"{r.datacenter} {r.check}" for r in rows if r.status != verify.PASSED]
+        say(f"{len(rows) - len(waiting)}/{len(rows)} rows pass"
+            + (f"; waiting for {', '.join(waiting)}" if waiting else "; checking again")
+            + f" ({elapsed:.0f} s of {timeout:.0f} s)")
+        sleep(interval)
+
+
+def failing_rows_text(rows: list[verify.Row]) -> str:
+    failing = [r for r in rows if r.status != verify.PASSED]
+    if not rows:
+        return "  (no row could be checked)"
+    return "\n".join(f"  {r.datacenter:<8} {r.check}: {r.status.upper()}: {r.detail}" for r in failing)
+
+
+def federation_gate(p: operate.Plan, runner: operate.Runner, timeout: float) -> operate.Gate:
+    """The gate ``up`` runs after each stage, over the stacks running by then."""
+
+    def gate(members: list[str]) -> Optional[str]:
+        say = _sayer(runner.out, "gate")
+        say(f"checking the federation of {', '.join(members)} (at most {timeout:.0f} s)")
+        selected = operate.Plan(p.project, p.primary, p.secondaries, frozenset(members))
+        healthy, rows = wait_healthy(lambda: verify.collect(selected, runner, False, members), timeout, say)
+        if healthy:
+            say(f"healthy: {len(rows)} rows passed {PASSES_IN_A_ROW} times in a row")
+            return None
+        return (f"the federation was not healthy within {timeout:.0f} s; these rows did not pass:\n"
+                f"{failing_rows_text(rows)}")
+
+    return gate
+
+
+def _sayer(out: TextIO, prefix: str) -> Callable[[str], None]:
+    return lambda line: print(f"[{prefix}] {line}", file=out, flush=True)
+
+
+class GatedUp(operate.Command):
+    """``up``, with the federation's health checked after every stage."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--gate-timeout", type=int, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                            help=f"how long the federation may take to be healthy after each stage (default: "
+                                 f"{DEFAULT_TIMEOUT}); 0 turns the checks off, for clusters where no Consul runs")
+
+    def run(self, args: argparse.Namespace) -> int:
+        if args.gate_timeout < 0:
+            print("federation up: refused: --gate-timeout must be 0 (no checks) or more", file=sys.stderr)
+            return operate.EXIT_REFUSED
+        if args.gate_timeout == 0:
+            return operate.run_command("up", args)
+        return operate.run_command("up", args, lambda p, runner: federation_gate(p, runner, args.gate_timeout))
+
+
+UP = GatedUp("up", "Deploy the primary, then the secondaries; after each stage, wait until the "
+             "federation is healthy (WAN members, catalog, replication, RPC) or stop.\n\n" + __doc__)

@@ -1,0 +1,134 @@
+"""``python -m federation up`` gated by the federation's health (``federation/rollout.py`` and the
+stages of ``operate.run_up``): which stacks run in which stage, what the gate waits for, and that
+a gate that fails stops the run before the next datacenter changes."""
+
+import io
+
+import pytest
+
+from federation import operate, rollout
+from federation.verify import FAILED, NOT_CHECKED, PASSED, Row
+
+pytestmark = pytest.mark.unit
+
+
+def plan(selected=("dc1", "dc2", "dc3")) -> operate.Plan:
+    return operate.Plan("consul-federation", "dc1", ("dc2", "dc3"), frozenset(selected))
+
+
+def test_stages_roll_running_secondaries_one_at_a_time_and_new_ones_together():
+    assert operate.up_stages(plan()) == [("the primary", ["dc1"]), ("the secondaries", ["dc2", "dc3"])]
+    assert operate.up_stages(plan(), deployed={"dc1", "dc2", "dc3"}, gated=True) == [
+        ("the primary", ["dc1"]), ("the secondary dc2", ["dc2"]), ("the secondary dc3", ["dc3"])]
+    assert operate.up_stages(plan(), deployed={"dc1", "dc2"}, gated=True) == [
+        ("the primary", ["dc1"]), ("the secondary dc2", ["dc2"]), ("the new secondaries", ["dc3"])]
+    assert operate.up_stages(plan(("dc3",)), deployed={"dc1", "dc2", "dc3"}, gated=True) == [
+        ("the secondary dc3", ["dc3"])]
+
+
+def row(dc, check, status=PASSED, detail="ok"):
+    return Row(dc, dc, check, "consul", status, detail)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_the_gate_waits_for_two_passes_in_a_row_of_the_federation_rows_only():
+    answers = iter([
+        [row("dc1", "WAN members alive", FAILED, "no alive server of dc2"), row("dc1", "gateway Service address")],
+        [row("dc1", "WAN members alive")],
+        [row("dc1", "WAN members alive", FAILED)],
+        [row("dc1", "WAN members alive"), row("dc1", "ProxyDefaults global Synced", FAILED)],
+        [row("dc1", "WAN members alive")],
+    ])
+    clock, said = Clock(), []
+    healthy, rows = rollout.wait_healthy(lambda: next(answers), 600, said.append, clock, clock.sleep)
+    assert healthy and [r.check for r in rows] == ["WAN members alive"]
+    assert clock.slept == [10, 10, 10, 10]  # a flap in between starts the count again
+    assert said[0] == "0/1 rows pass; waiting for dc1 WAN members alive (0 s of 600 s)"
+
+
+@pytest.mark.parametrize("answer", [
+    [row("dc2", "ACL replication running", NOT_CHECKED, "Consul not reachable")],
+    [row("dc2", "gateway Service address")],  # no gated row at all: nothing was checked
+    [],
+])
+def test_the_gate_never_passes_what_it_could_not_check(answer):
+    """Not checked, no gated row, nothing: each fails the gate when the time is up."""
+    clock = Clock()
+    healthy, rows = rollout.wait_healthy(lambda: answer, 30, lambda _: None, clock, clock.sleep)
+    assert not healthy and clock.now >= 30
+
+
+class GatedRecorder(operate.Runner):
+    """Records stages and gates; stacks with resources in the backend are `deployed`."""
+
+    def __init__(self, deployed):
+        super().__init__(".", out=io.StringIO())
+        self.deployed = deployed
+        self.events: list[str] = []
+
+    def prepare(self, names):
+        pass
+
+    def resource_counts(self):
+        return {name: 12 for name in self.deployed}
+
+    def run(self, name, operation, create=False):
+        self.events.append(f"up {name}")
+        return operate.Outcome(name, True, changes={"update": 1, "same": 11})
+
+
+def test_up_checks_the_federation_after_each_stage_and_stops_before_the_next_datacenter():
+    runner = GatedRecorder({"dc1", "dc2", "dc3"})
+
+    def gate(members):
+        runner.events.append(f"gate {','.join(members)}")
+        if runner.events[-2] == "up dc1":
+            return ("the federation was not healthy within 90 s; these rows did not pass:\n"
+                    "  dc2      RPC reaches every datacenter: FAILED: dc1: No path to datacenter")
+        return None
+
+    assert operate.run_up(plan(), runner, parallel=4, gate=gate) == operate.EXIT_FAILED
+    assert runner.events == ["up dc1", "gate dc1,dc2,dc3"]
+    out = runner.out.getvalue()
+    assert "stopped: after up of the primary, the federation was not healthy within 90 s" in out
+    assert "dc2      RPC reaches every datacenter: FAILED: dc1: No path to datacenter" in out
+    assert "not changed yet: dc2, dc3; fix the change (or the cluster), then run python -m federation up again" in out
+    assert "dc3      not run (stopped after an earlier stage)" in out
+
+
+def test_a_first_install_gates_only_what_runs_by_then():
+    runner = GatedRecorder(set())
+    assert operate.run_up(plan(), runner, parallel=4, gate=lambda m: runner.events.append(
+        f"gate {','.join(m)}")) == operate.EXIT_OK
+    assert runner.events[:2] == ["up dc1", "gate dc1"]
+    assert sorted(runner.events[2:4]) == ["up dc2", "up dc3"] and runner.events[4] == "gate dc1,dc2,dc3"
+
+
+def test_up_with_a_healthy_gate_rolls_every_datacenter_in_order():
+    runner = GatedRecorder({"dc1", "dc2", "dc3"})
+    assert operate.run_up(plan(), runner, parallel=4, gate=lambda m: runner.events.append(
+        f"gate {','.join(m)}")) == operate.EXIT_OK
+    assert runner.events == ["up dc1", "gate dc1,dc2,dc3", "up dc2", "gate dc1,dc2,dc3", "up dc3",
+                             "gate dc1,dc2,dc3"]
+
+
+def test_a_gate_that_times_out_after_one_lucky_pass_names_the_rows_that_failed_before_it():
+    answers = iter([[row("dc2", "WAN members alive", FAILED, "consul-server-0.dc1 (dc1) failed")],
+                    [row("dc2", "WAN members alive")]])
+    clock = Clock()
+    healthy, rows = rollout.wait_healthy(lambda: next(answers), 10, lambda _: None, clock, clock.sleep)
+    assert not healthy
+    assert rollout.failing_rows_text(rows) == (
+        "  dc2      WAN members alive: FAILED: consul-server-0.dc1 (dc1) failed")
