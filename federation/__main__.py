@@ -5,18 +5,31 @@ from __future__ import annotations
 import argparse
 import sys
 
+import importlib
+
 import federation
 
-from . import affected, diff, operate, verify
-
+# name: (module, attribute of the command in it or None for the module itself, help). A command's
+# module is imported only when that command runs: `affected` runs in the pull request workflow
+# with PyYAML alone, and the others import pulumi, kubernetes and the program.
 COMMANDS = {
-    "diff": (diff, "the Kubernetes objects each stack's Release would change (exit 0 none, 2 changes, 1 error)"),
-    "affected": (affected, "the stacks a change touches, as a JSON list"),
-    "up": (operate.UP, "deploy the primary, then the secondaries in parallel (exit 0 ok, 1 failed, 2 refused)"),
-    "preview": (operate.PREVIEW, "preview every stack in parallel, with the diff (exit 0 ok, 1 failed, 2 refused)"),
-    "destroy": (operate.DESTROY, "destroy the secondaries, then the primary (exit 0 ok, 1 failed, 2 refused)"),
-    "verify": (verify, "check the federation per datacenter (exit 0 only when everything checked holds)"),
+    "diff": ("diff", None, "the Kubernetes objects each stack's Release would change (exit 0 none, 2 changes, 1 error)"),
+    "affected": ("affected", None, "the stacks a change touches, as a JSON list"),
+    "up": ("rollout", "UP", "deploy the primary, then the secondaries, checking the federation after each stage "
+                            "(exit 0 ok, 1 failed or unhealthy, 2 refused)"),
+    "preview": ("operate", "PREVIEW", "preview every stack in parallel, with the diff (exit 0 ok, 1 failed, 2 refused)"),
+    "destroy": ("operate", "DESTROY", "destroy the secondaries, then the primary (exit 0 ok, 1 failed, 2 refused)"),
+    "rotate-gossip-key": ("gossip_rotation", None, "a new gossip key in every datacenter, in Consul's order; run "
+                                                   "again to finish an interrupted rotation (exit 0 rotated, 1 "
+                                                   "stopped, 2 refused)"),
+    "verify": ("verify", None, "check the federation per datacenter (exit 0 only when everything checked holds)"),
 }
+
+
+def command(name: str):
+    module_name, attribute, _ = COMMANDS[name]
+    module = importlib.import_module(f"federation.{module_name}")
+    return getattr(module, attribute) if attribute else module
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,9 +41,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = _Parser(prog="python -m federation", description=federation.__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, (module, help_text) in COMMANDS.items():
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (_, _, help_text) in COMMANDS.items():
+        if name != chosen:
+            commands.add_parser(name, help=help_text)
+            continue
+        module = command(name)
         sub = commands.add_parser(name, help=help_text, description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)

@@ -217,3 +217,28 @@ def test_the_preview_workflow_finds_its_comment_by_the_diffs_marker():
         workflow = handle.read()
     assert f'MARKER: "{report.MARKER}"' in workflow
     assert "python -m federation diff --base \"$BASE_SHA\" --markdown" in workflow
+
+
+def test_affected_runs_where_only_pyyaml_is_installed():
+    """The pull request workflow's first job installs PyYAML alone and runs `affected`: the
+    command must not import pulumi, kubernetes or the program (a blocker makes those imports
+    fail here as they would there)."""
+    import subprocess
+    import sys
+
+    blocker = (
+        "import sys, importlib.abc\n"
+        "class Absent(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('pulumi', 'pulumi_kubernetes', 'pulumi_random', 'kubernetes', 'components'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Absent())\n"
+        "from federation.__main__ import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    done = subprocess.run([sys.executable, "-c", blocker, "affected", "--base", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert isinstance(__import__("json").loads(done.stdout), list)
+    refused = subprocess.run([sys.executable, "-c", blocker, "verify", "--help"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "No module named" in refused.stderr  # the blocker works
