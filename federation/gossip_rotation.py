@@ -38,8 +38,9 @@ from . import stacks as stack_files
 from .consul_status import Ring, fingerprint, on_every_member
 
 INSTALL, USE, WRITE, REMOVE, DONE = "install", "use", "write", "remove", "done"
-KEYRING = "/v1/operator/keyring"
 GENERATION_KEY = "gossipKeyGeneration"
+# Keyring steps whose Serf answers got lost, looked at again before the run stops.
+LOST_ANSWERS_RETRIES = 3
 
 
 class RotationRefused(Exception):
@@ -165,7 +166,7 @@ class Rotation:
         except (TypeError, ValueError) as exc:
             raise RotationRefused(f"{CONFIG_NAMESPACE}:{GENERATION_KEY} is {raw!r}; expected a whole number") from exc
         keys = Keys.from_output(output.value)
-        rings = consul_status.parse_keyring(verify.consul_get(self.primary, KEYRING, [], self.token))
+        rings = self.list_keyring()
         return Observed(keys, config_generation, rings, self._copies_current(keys.current))
 
     def _copies_current(self, key: str) -> bool:
@@ -176,8 +177,12 @@ class Rotation:
         return all(verify.data_digest(dc.secret_data(dc.cfg.federation_secret_name)) == digest
                    for name, dc in self.dcs.items() if name != self.p.primary)
 
+    def list_keyring(self) -> list[Ring]:
+        return consul_status.parse_keyring(verify.keyring_get(self.primary, verify.KEYRING_QUERY, self.token))
+
     def keyring(self, method: str, key: str) -> None:
-        verify.consul_request(self.primary, method, KEYRING, [], self.token, {"Key": key})
+        verify.consul_request(self.primary, method, verify.KEYRING_PATH, verify.KEYRING_QUERY, self.token,
+                              {"Key": key})
 
     def write(self, o: Observed) -> bool:
         """Raise the generation in the stack file (once), then a gated up of every stack."""
@@ -193,6 +198,7 @@ class Rotation:
 
     def run(self) -> int:
         started = False
+        lost_answers_left = LOST_ANSWERS_RETRIES
         while True:
             o = self.observe()
             for line in keyring_lines(o.rings):
@@ -209,12 +215,19 @@ class Rotation:
                     return operate.EXIT_FAILED
                 continue
             method = {INSTALL: "POST", USE: "PUT", REMOVE: "DELETE"}[step.action]
-            self.keyring(method, step.key)
+            try:
+                self.keyring(method, step.key)
+            except verify.ApiException as exc:
+                if not verify.lost_answers(exc) or not lost_answers_left:
+                    raise
+                lost_answers_left -= 1  # the step may have reached every member: look again
+                self.say(f"{step.action}: Consul answered {verify.consul_error(exc)}; looking at the keyring again")
+                continue
             self.check(step)
 
     def check(self, step: Step) -> None:
         """After a keyring step, every member must show it (Consul answers once all did)."""
-        rings = consul_status.parse_keyring(verify.consul_get(self.primary, KEYRING, [], self.token))
+        rings = self.list_keyring()
         done = {INSTALL: lambda: on_every_member(rings, step.key),
                 USE: lambda: on_every_member(rings, step.key, primary=True),
                 REMOVE: lambda: not any(step.key in r.keys for r in rings)}[step.action]()

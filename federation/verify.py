@@ -30,6 +30,7 @@ import binascii
 import hashlib
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Collection, Optional
 
@@ -48,6 +49,13 @@ from . import consul_status, operate
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
 PROXY_DEFAULTS_REPLICATED = "ProxyDefaults global replicated"
 GOSSIP_KEYRING = "gossip keyring: one primary key"
+KEYRING_PATH = "/v1/operator/keyring"
+# Keyring operations are Serf queries; each answer also travels through this many other members.
+# Right after a server restarts, WAN gossip packets between two datacenters get lost for minutes
+# while indirect probes (through a third member) still succeed (seen in the consul tier), and
+# without relays a listing then fails with "WAN error: 2/3 nodes reported success".
+KEYRING_QUERY = [("relay-factor", "2")]
+KEYRING_ATTEMPTS = 3
 RPC_TO_EVERY_DATACENTER = "RPC reaches every datacenter"
 KUBERNETES, CONSUL = "kubernetes", "consul"
 _TIMEOUT = 10
@@ -314,6 +322,26 @@ def consul_get(dc: Datacenter, path: str, query: list[tuple[str, str]], token: O
     return consul_request(dc, "GET", path, query, token)
 
 
+def lost_answers(exc: ApiException) -> bool:
+    """Consul's error for a Serf query whose answers did not all arrive in time."""
+    return consul_answered(exc) and "reported success" in (exc.body or "")
+
+
+def keyring_get(dc: Datacenter, query: list[tuple[str, str]], token: Optional[str],
+                attempts: int = KEYRING_ATTEMPTS, pause: float = 3.0,
+                sleep: Callable[[float], None] = time.sleep) -> bytes:
+    """The keyring listing, asked again when Serf's answers did not all arrive in time ("WAN
+    error: 2/3 nodes reported success"): a lost packet, not yet a verdict."""
+    for _ in range(attempts - 1):
+        try:
+            return consul_get(dc, KEYRING_PATH, query, token)
+        except ApiException as exc:
+            if not lost_answers(exc):
+                raise
+        sleep(pause)
+    return consul_get(dc, KEYRING_PATH, query, token)
+
+
 def api_error_text(exc: ApiException) -> str:
     """Status and reason, and the API server's own message when the body is a Status."""
     try:
@@ -339,13 +367,14 @@ def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], tok
                        lambda body: consul_status.proxy_defaults_verdict(
                            consul_status.parse_proxy_defaults_mode(body), primary.cfg.mesh_gateway.mode)))
     if dc is primary and dc.cfg.gossip_encryption:  # the keyring lists every datacenter's pools
-        checks.append((GOSSIP_KEYRING, "/v1/operator/keyring", [],
+        checks.append((GOSSIP_KEYRING, KEYRING_PATH, KEYRING_QUERY,
                        lambda body: consul_status.keyring_verdict(
                            consul_status.parse_keyring(body), datacenters, gossip_secret_key(primary))))
     rows = []
     for check, path, query, verdict in checks:
         try:
-            ok, detail = verdict(consul_get(dc, path, query, token))
+            ok, detail = verdict(keyring_get(dc, query, token) if path == KEYRING_PATH
+                                 else consul_get(dc, path, query, token))
         except ApiException as exc:
             if exc.status == 404 and check == PROXY_DEFAULTS_REPLICATED and consul_answered(exc):
                 rows.append(dc.row(check, FAILED, "Consul has no proxy-defaults global here: not "

@@ -7,96 +7,21 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 import time
-import urllib.request
 
 import pytest
 
-from realenv import NAMESPACE, real_federation
+from realenv import NAMESPACE
+from threedc import (DATACENTERS, consul_request, restart_server, scale_gateway, wait_failing, wait_passing,
+                     wait_verify)
 
 pytestmark = pytest.mark.consul
-
-DATACENTERS = ("dc1", "dc2", "dc3")
-STATIC_GATEWAY = "dc3-gateway.consul.test"
-
-
-@pytest.fixture(scope="module")
-def fed(tmp_path_factory):
-    with real_federation(tmp_path_factory.mktemp("fed"), DATACENTERS) as f:
-        # what a user of dc3 runs in front of its ClusterIP gateway: a load balancer and a name
-        f.clusters["dc3"].expose(STATIC_GATEWAY, NAMESPACE, "consul-mesh-gateway", 443)
-        yield f
-
-
-@pytest.fixture(scope="module")
-def project(fed):
-    project = fed.project()
-    project.overrides["dc3"] = {"meshGateway": {"serviceType": "ClusterIP", "wanAddress": STATIC_GATEWAY}}
-    for dc in DATACENTERS:
-        project.init_stack(dc)
-    started = time.monotonic()
-    done = fed.cli(project, "up")
-    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}\n{fed.diagnose()}"
-    print(f"\n[timing] python -m federation up, 3 datacenters, real Consul: {time.monotonic() - started:.1f} s")
-    return project
-
-
-def verify(fed, project) -> tuple[int, list[dict]]:
-    done = fed.cli(project, "verify", "--json")
-    return done.returncode, json.loads(done.stdout)["rows"]
-
-
-def wait_verify(fed, project, timeout: float, window: float = 60) -> list[dict]:
-    """Verify's rows once every run of it has passed for ``window`` seconds in a row. One pass is
-    not enough: a member that cannot be reached through its gateway flaps between alive and
-    failed, and a single lucky pass would hide it."""
-    deadline = time.monotonic() + timeout
-    since = None
-    while True:
-        code, rows = verify(fed, project)
-        now = time.monotonic()
-        since = (since or now) if code == 0 else None
-        if since is not None and now - since >= window:
-            return rows
-        if now > deadline:
-            failing = [r for r in rows if r["status"] != "passed"]
-            raise AssertionError(f"verify did not pass for {window:.0f} s in a row within {timeout:.0f} s; "
-                                 f"last run's failing rows:\n{json.dumps(failing, indent=1)}\n{fed.diagnose()}")
-        time.sleep(5)
-
-
-def wait_failing(fed, project, checks: set[tuple[str, str]], timeout: float,
-                 because: tuple[str, ...] = ("",)) -> list[dict]:
-    """Verify's rows once every (datacenter, check) in ``checks`` fails with a detail that
-    contains one of ``because`` (or the timeout's)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        code, rows = verify(fed, project)
-        failing = {(r["datacenter"], r["check"]) for r in rows if r["status"] == "failed"
-                   and any(b in r["detail"] for b in because)}
-        if checks <= failing or time.monotonic() > deadline:
-            assert code == 1 and checks <= failing, json.dumps(rows, indent=1)
-            return rows
-        time.sleep(5)
-
-
-def wait_passing(fed, project, checks: set[tuple[str, str]], timeout: float) -> list[dict]:
-    """Verify's rows once every (datacenter, check) in ``checks`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        _, rows = verify(fed, project)
-        passing = {(r["datacenter"], r["check"]) for r in rows if r["status"] == "passed"}
-        if checks <= passing or time.monotonic() > deadline:
-            assert checks <= passing, json.dumps([r for r in rows if r["status"] != "passed"], indent=1)
-            return rows
-        time.sleep(5)
 
 
 def test_verify_passes_every_row_for_real(fed, project):
     started = time.monotonic()
-    rows = wait_verify(fed, project, timeout=420, window=90)
-    print(f"\n[timing] verify passing for 90 s in a row, {time.monotonic() - started:.1f} s after up")
+    rows = wait_verify(fed, project, timeout=420, window=45)
+    print(f"\n[timing] verify passing for 45 s in a row, {time.monotonic() - started:.1f} s after up")
     print(fed.cli(project, "verify").stdout)
     assert rows and all(r["status"] == "passed" for r in rows), rows
     consul = [r for r in rows if r["source"] == "consul"]
@@ -105,29 +30,10 @@ def test_verify_passes_every_row_for_real(fed, project):
     assert fed.errors() == {}
 
 
-def consul_request(fed, dc: str, method: str, path: str, body: bytes | None = None) -> bytes:
-    """Straight to the datacenter's server pod (its address on the node bridge), with the
-    primary's bootstrap token."""
-    token = fed.secret("dc1", "consul-bootstrap-acl-token")["token"].decode()
-    pod = fed.core(dc).read_namespaced_pod("consul-server-0", NAMESPACE)
-    ctx = ssl.create_default_context(cadata=fed.secret("dc1", "consul-ca-cert")["tls.crt"].decode())
-    ctx.check_hostname = False
-    req = urllib.request.Request(f"https://{pod.status.pod_ip}:8501{path}", data=body, method=method,
-                                 headers={"X-Consul-Token": token})
-    with urllib.request.urlopen(req, context=ctx, timeout=15) as r:
-        return r.read()
-
-
 def test_a_kv_write_in_dc1_is_read_from_dc3(fed, project):
     assert consul_request(fed, "dc1", "PUT", "/v1/kv/federation-check", b"written in dc1") == b"true"
     read = json.loads(consul_request(fed, "dc3", "GET", "/v1/kv/federation-check?dc=dc1"))
     assert base64.b64decode(read[0]["Value"]) == b"written in dc1"
-
-
-def scale_gateway(fed, dc: str, replicas: int) -> None:
-    from kubernetes import client
-    client.AppsV1Api(fed.api(dc)).patch_namespaced_deployment_scale(
-        "consul-mesh-gateway", NAMESPACE, {"spec": {"replicas": replicas}})
 
 
 def test_stopping_the_primarys_gateway_fails_verify_until_it_returns(fed, project):
@@ -157,10 +63,6 @@ def test_stopping_the_primarys_gateway_fails_verify_until_it_returns(fed, projec
     wait_verify(fed, project, timeout=600, window=15)
     print(f"\n[timing] verify passes again {time.monotonic() - started:.1f} s after dc1's gateway returned")
     assert fed.errors() == {}
-
-
-def restart_server(fed, dc: str) -> None:
-    fed.core(dc).delete_namespaced_pod("consul-server-0", NAMESPACE)
 
 
 def test_a_wrong_replication_token_fails_the_replication_row(fed, project):

@@ -250,7 +250,7 @@ def test_the_primarys_consul_rows_ask_for_the_keyring_and_compare_it_with_the_go
     asked = []
 
     def consul_get(dc, path, query, token):
-        asked.append(path)
+        asked.append((path, query))
         return {"/v1/operator/keyring": keyring, "/v1/catalog/datacenters": b'["dc1", "dc2"]',
                 "/v1/agent/members": b"[]", "/v1/status/leader": b'"10.244.2.6:8300"'}[path]
 
@@ -258,7 +258,8 @@ def test_the_primarys_consul_rows_ask_for_the_keyring_and_compare_it_with_the_go
     secret = {"consul-gossip-encryption-key": {"key": base64.b64encode(key.encode()).decode()}}
     primary = FakeDatacenter(cfg(), secrets=secret)
     rows = {r.check: r for r in v.consul_rows(primary, primary, ["dc1", "dc2"], "t0ken")}
-    assert "/v1/operator/keyring" in asked
+    # each answer relayed through 2 other members: right after a restart direct WAN packets get lost
+    assert ("/v1/operator/keyring", [("relay-factor", "2")]) in asked
     assert rows[v.GOSSIP_KEYRING].status == v.PASSED, rows[v.GOSSIP_KEYRING]
     assert rows[v.GOSSIP_KEYRING].detail == ("primary key sha256:1a529216c579 (= the gossip Secret's) on every "
                                             "member of 3 pool(s)")
@@ -294,3 +295,30 @@ def test_an_error_consul_itself_answers_fails_the_row_with_its_words(monkeypatch
     answers["/v1/operator/keyring"] = proxy
     row = {r.check: r for r in v.consul_rows(primary, primary, ["dc1"], "t0ken")}[v.GOSSIP_KEYRING]
     assert row.status == v.NOT_CHECKED and "service proxy (503 Service Unavailable" in row.detail
+
+
+def test_a_keyring_listing_whose_answers_got_lost_is_asked_again_and_nothing_else_is(monkeypatch):
+    lost = ApiException(status=500, reason="Internal Server Error")
+    lost.body = "1 error occurred:\n\t* WAN error: 2/3 nodes reported success\n"
+    denied = ApiException(status=403, reason="Forbidden")
+    denied.body = "Permission denied"
+    answers, asked, slept = [lost, lost, b"[]"], [], []
+
+    def consul_get(dc, path, query, token):
+        asked.append((path, query))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(v, "consul_get", consul_get)
+    dc1 = FakeDatacenter(cfg())
+    assert v.keyring_get(dc1, v.KEYRING_QUERY, "t0ken", sleep=slept.append) == b"[]"
+    assert asked == [("/v1/operator/keyring", [("relay-factor", "2")])] * 3 and slept == [3.0, 3.0]
+    answers[:] = [lost, lost, lost]
+    with pytest.raises(ApiException):
+        v.keyring_get(dc1, v.KEYRING_QUERY, "t0ken", sleep=slept.append)
+    answers[:] = [denied, b"[]"]
+    with pytest.raises(ApiException) as raised:
+        v.keyring_get(dc1, v.KEYRING_QUERY, "t0ken", sleep=slept.append)
+    assert raised.value is denied
