@@ -1,15 +1,33 @@
 """The consul tier's shared federation: three datacenters installed once by
 ``python -m federation up`` for every module that asks for ``fed`` and ``project`` (day one's
-tests, then day two's), torn down at the end of the session."""
+tests, then day two's), torn down at the end of the session.
+
+Modules run in ``MODULE_ORDER``: first those that make their own clusters (two sets of local
+clusters at once collide on the node addresses and DNS ports), then the shared federation's,
+the one that restarts every server last. A module not in the list stops the collection."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from realenv import NAMESPACE, real_federation
 from threedc import DATACENTERS, STATIC_GATEWAY
+
+
+MODULE_ORDER = ("test_primary.py", "test_auth_method_host.py",  # their own clusters
+                "test_day_two.py", "test_federation.py", "test_rolling_change.py")  # the shared one
+
+
+def pytest_collection_modifyitems(config, items):
+    consul = [item for item in items if item.path.parent == Path(__file__).parent]
+    unknown = sorted({item.path.name for item in consul} - set(MODULE_ORDER))
+    if unknown:
+        raise pytest.UsageError(f"tests/consul/conftest.py: add {', '.join(unknown)} to MODULE_ORDER")
+    rank = {item: (MODULE_ORDER.index(item.path.name), n) for n, item in enumerate(consul)}
+    items[:] = [i for i in items if i not in rank] + sorted(rank, key=rank.get)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 real datacenters of day one (conftest.py); last in the tier, since it restarts every server.
 
 After a server restarts, WAN gossip here loses packets for minutes and the keyring row (a Serf
-query over the WAN pool) fails for longer than WAN membership flaps (see test_day_two.py): the
+query over the WAN pool) fails for longer than WAN membership flaps (threedc.WAN_DISRUPTED): the
 waits of this module leave that one row out and print it.
 """
 
@@ -12,14 +12,13 @@ import pytest
 from kubernetes import client
 
 from realenv import NAMESPACE
-from threedc import DATACENTERS, consul_request, printed_table, wait_verify
+from threedc import DATACENTERS, KEYRING_ROW, WAN_DISRUPTED, consul_request, printed_table, wait_verify
 
 pytestmark = pytest.mark.consul
 
 # A typo in the primary gateway's advertised name: the secondaries learn it through the
 # replicated federation states and can no longer reach the primary (the name does not resolve).
 TYPO_WAN_ADDRESS = "dc1-gatway.consul.test"
-KEYRING_ROW = "gossip keyring: one primary key"
 
 
 def server_pod(fed, dc: str) -> client.V1Pod:
@@ -37,7 +36,7 @@ def test_up_stops_after_a_primary_change_that_breaks_the_federation_then_rolls_t
     the rows, and no secondary is touched. With the typo fixed, up rolls dc1, dc2 and dc3 one
     after the other, each checked healthy before the next (a change in the secondaries' copies
     waited for the primary's gateway to be back)."""
-    wait_verify(fed, project, timeout=300, window=15, ignore={KEYRING_ROW})
+    wait_verify(fed, project, timeout=300, window=15, ignore=WAN_DISRUPTED)
     printed_table(fed, project, "before the change")
     before = {dc: server_pod(fed, dc).metadata.uid for dc in DATACENTERS}
     label = {"server": {"extraLabels": {"day-two-change": "1"}}}
@@ -52,9 +51,10 @@ def test_up_stops_after_a_primary_change_that_breaks_the_federation_then_rolls_t
     assert "not changed yet: dc2, dc3" in done.stdout
     stop = done.stdout[done.stdout.index("stopped: after up of the primary"):]
     failing = [line.split(":")[0].split(None, 1) for line in stop.splitlines()[1:] if ": FAILED: " in line]
-    assert failing and {dc for dc, _ in failing} <= {"dc2", "dc3"}, stop
-    assert {check for _, check in failing} <= {"WAN members alive", "RPC reaches every datacenter",
-                                                "ACL replication running"}, stop
+    # which of the federation's rows fail first varies (WAN membership flaps, RPCs fail): what
+    # matters is that the gate names them and nothing of dc2's or dc3's changed
+    assert failing and {check for _, check in failing} <= {"WAN members alive", "RPC reaches every datacenter",
+                                                           "ACL replication running"}, stop
     assert "[dc2]" not in done.stdout and "[dc3]" not in done.stdout
     after_stop = {dc: server_pod(fed, dc).metadata.uid for dc in DATACENTERS}
     assert after_stop["dc1"] != before["dc1"], "the primary's servers were not restarted by the change"
@@ -79,7 +79,7 @@ def test_up_stops_after_a_primary_change_that_breaks_the_federation_then_rolls_t
     print("dc1's gateways in its catalog and in the federation states, after the typo and its fix:\n"
           + consul_request(fed, "dc1", "GET", "/v1/catalog/service/mesh-gateway").decode()[:1500] + "\n"
           + consul_request(fed, "dc2", "GET", "/v1/internal/federation-states").decode()[:2500])
-    rows = wait_verify(fed, project, timeout=300, window=15, ignore={KEYRING_ROW})
+    rows = wait_verify(fed, project, timeout=300, window=15, ignore=WAN_DISRUPTED)
     assert rows and all(r["status"] == "passed" for r in rows if r["check"] != KEYRING_ROW)
     printed_table(fed, project, "after the rolling change")
     assert fed.errors() == {}
