@@ -56,6 +56,10 @@ KEYRING_PATH = "/v1/operator/keyring"
 # without relays a listing then fails with "WAN error: 2/3 nodes reported success".
 KEYRING_QUERY = [("relay-factor", "2")]
 KEYRING_ATTEMPTS = 3
+# verify lists each datacenter's own LAN pool, through that datacenter's API server: a listing
+# of every pool is a Serf query over the WAN pool, which here kept failing for many minutes after
+# a gateway stopped or a server restarted, and loaded the WAN gateways with its traffic.
+LOCAL_KEYRING_QUERY = [("local-only", "true")]
 RPC_TO_EVERY_DATACENTER = "RPC reaches every datacenter"
 KUBERNETES, CONSUL = "kubernetes", "consul"
 _TIMEOUT = 10
@@ -366,10 +370,11 @@ def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], tok
         checks.append((PROXY_DEFAULTS_REPLICATED, "/v1/config/proxy-defaults/global", [],
                        lambda body: consul_status.proxy_defaults_verdict(
                            consul_status.parse_proxy_defaults_mode(body), primary.cfg.mesh_gateway.mode)))
-    if dc is primary and dc.cfg.gossip_encryption:  # the keyring lists every datacenter's pools
-        checks.append((GOSSIP_KEYRING, KEYRING_PATH, KEYRING_QUERY,
+    if dc.cfg.gossip_encryption:  # this datacenter's LAN pool, through its own cluster
+        checks.append((GOSSIP_KEYRING, KEYRING_PATH, LOCAL_KEYRING_QUERY,
                        lambda body: consul_status.keyring_verdict(
-                           consul_status.parse_keyring(body), datacenters, gossip_secret_key(primary))))
+                           consul_status.parse_keyring(body), [dc.cfg.datacenter], gossip_secret_key(primary),
+                           wan=False)))
     rows = []
     for check, path, query, verdict in checks:
         try:
@@ -514,7 +519,7 @@ def _consul_checks(dc: Datacenter, primary: Datacenter, datacenters: list[str]) 
         checks.append("ACL replication running")
     if dc is not primary:
         checks.append(PROXY_DEFAULTS_REPLICATED)
-    if dc is primary and dc.cfg.gossip_encryption:
+    if dc.cfg.gossip_encryption:
         checks.append(GOSSIP_KEYRING)
     if [name for name in datacenters if name != dc.cfg.datacenter]:
         checks.append(RPC_TO_EVERY_DATACENTER)

@@ -1,9 +1,8 @@
 """A change to every datacenter rolled by ``python -m federation up`` with its gate, on the three
 real datacenters of day one (conftest.py); last in the tier, since it restarts every server.
 
-After a server restarts, WAN gossip here loses packets for minutes and the keyring row (a Serf
-query over the WAN pool) fails for longer than WAN membership flaps (threedc.WAN_DISRUPTED): the
-waits of this module leave that one row out and print it.
+After a server restarts, WAN gossip here loses packets for minutes (threedc.WAN_DISRUPTED): the
+waits of this module leave the keyring row out and print it.
 """
 
 from __future__ import annotations

@@ -228,6 +228,8 @@ def test_consul_rows_ask_consul_what_the_rows_say(monkeypatch):
         asked.append((path, query, token))
         if path == "/v1/config/proxy-defaults/global":
             return b'{"Kind": "proxy-defaults", "Name": "global", "MeshGateway": {"Mode": "local"}}'
+        if path == "/v1/operator/keyring":
+            return b"[]"
         return (fixtures / bodies[path]).read_bytes()
 
     monkeypatch.setattr(v, "consul_get", consul_get)
@@ -235,41 +237,46 @@ def test_consul_rows_ask_consul_what_the_rows_say(monkeypatch):
     rows = v.consul_rows(secondary, primary, ["dc1", "dc2"], "t0ken")
     assert asked == [("/v1/agent/members", [("wan", "1")], "t0ken"), ("/v1/catalog/datacenters", [], "t0ken"),
                      ("/v1/acl/replication", [], "t0ken"), ("/v1/config/proxy-defaults/global", [], "t0ken"),
+                     ("/v1/operator/keyring", [("local-only", "true")], "t0ken"),
                      ("/v1/status/leader", [("dc", "dc1")], "t0ken")]
     assert [r.check for r in rows] == ["WAN members alive", "catalog has every datacenter", "ACL replication running",
-                                       "ProxyDefaults global replicated", "RPC reaches every datacenter"]
+                                       "ProxyDefaults global replicated", "gossip keyring: one primary key",
+                                       "RPC reaches every datacenter"]
     assert rows and all(r.source == v.CONSUL and r.status in (v.PASSED, v.FAILED) for r in rows)
 
 
-def test_the_primarys_consul_rows_ask_for_the_keyring_and_compare_it_with_the_gossip_secret(monkeypatch):
-    """One keyring request covers every datacenter's pools; its primary key must be the one in
-    the primary's gossip Secret (compared, never printed)."""
+def test_each_datacenters_keyring_row_asks_its_own_lan_pool_and_compares_it_with_the_primarys_secret(monkeypatch):
+    """Every datacenter's row lists its own LAN pool (?local-only, through its own API server: no
+    Serf query over the WAN pool); its primary key must be the one in the primary's gossip
+    Secret (compared, never printed)."""
     key = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
-    keyring = json.dumps([{"WAN": wan, "Datacenter": dc, "Segment": "", "Keys": {key: 1}, "PrimaryKeys": {key: 1},
-                           "NumNodes": 1} for wan, dc in ((True, "dc1"), (False, "dc1"), (False, "dc2"))]).encode()
     asked = []
 
     def consul_get(dc, path, query, token):
-        asked.append((path, query))
+        asked.append((dc.stack, path, query))
+        keyring = json.dumps([{"WAN": False, "Datacenter": dc.cfg.datacenter, "Segment": "", "Keys": {key: 1},
+                               "PrimaryKeys": {key: 1}, "NumNodes": 1}]).encode()
         return {"/v1/operator/keyring": keyring, "/v1/catalog/datacenters": b'["dc1", "dc2"]',
-                "/v1/agent/members": b"[]", "/v1/status/leader": b'"10.244.2.6:8300"'}[path]
+                "/v1/agent/members": b"[]", "/v1/status/leader": b'"10.244.2.6:8300"', "/v1/acl/replication": b"{}",
+                "/v1/config/proxy-defaults/global": b"{}"}[path]
 
     monkeypatch.setattr(v, "consul_get", consul_get)
     secret = {"consul-gossip-encryption-key": {"key": base64.b64encode(key.encode()).decode()}}
     primary = FakeDatacenter(cfg(), secrets=secret)
-    rows = {r.check: r for r in v.consul_rows(primary, primary, ["dc1", "dc2"], "t0ken")}
-    # each answer relayed through 2 other members: right after a restart direct WAN packets get lost
-    assert ("/v1/operator/keyring", [("relay-factor", "2")]) in asked
-    assert rows[v.GOSSIP_KEYRING].status == v.PASSED, rows[v.GOSSIP_KEYRING]
-    assert rows[v.GOSSIP_KEYRING].detail == ("primary key sha256:1a529216c579 (= the gossip Secret's) on every "
-                                            "member of 3 pool(s)")
-    assert v.GOSSIP_KEYRING in v._consul_checks(primary, primary, ["dc1", "dc2"])
+    secondary = FakeDatacenter(cfg("secondary"), stack="dc2")
+    for dc in (primary, secondary):
+        row = {r.check: r for r in v.consul_rows(dc, primary, ["dc1", "dc2"], "t0ken")}[v.GOSSIP_KEYRING]
+        assert (dc.stack, "/v1/operator/keyring", [("local-only", "true")]) in asked
+        assert row.status == v.PASSED, row
+        assert row.detail == "primary key sha256:1a529216c579 (= the gossip Secret's) on every member of 1 pool(s)"
+        assert v.GOSSIP_KEYRING in v._consul_checks(dc, primary, ["dc1", "dc2"])
     other = base64.b64encode(b"WbL6oaTPom+7RG7Q/INbJWKy09OLar/Hf2SuOAdoQE4=").decode()
     primary.secrets = {"consul-gossip-encryption-key": {"key": other}}
-    row = {r.check: r for r in v.consul_rows(primary, primary, ["dc1", "dc2"], "t0ken")}[v.GOSSIP_KEYRING]
+    row = {r.check: r for r in v.consul_rows(secondary, primary, ["dc1", "dc2"], "t0ken")}[v.GOSSIP_KEYRING]
     assert row.status == v.FAILED and "a rotation stopped half-way" in row.detail and key not in row.detail
-    secondary = FakeDatacenter(cfg("secondary"))
-    assert v.GOSSIP_KEYRING not in v._consul_checks(secondary, primary, ["dc1", "dc2"])
+    no_gossip = FakeDatacenter(parse_config({"role": "primary", "datacenter": "dc1", "kubeContext": "ctx",
+                                             "gossipEncryption": "false"}))
+    assert v.GOSSIP_KEYRING not in v._consul_checks(no_gossip, no_gossip, ["dc1"])
 
 
 def test_an_error_consul_itself_answers_fails_the_row_with_its_words(monkeypatch):
