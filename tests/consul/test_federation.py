@@ -71,7 +71,8 @@ def test_a_wrong_replication_token_fails_the_replication_row(fed, project):
     own error, and the copy row names the drift and the way back; never "passed". That way back,
     as the row says it: ``pulumi up --refresh -s dc3`` (the copy forces its field ownership over
     the hand edit's manager) and a server restart, after which its replication and copy rows pass."""
-    wait_verify(fed, project, timeout=240, window=15, ignore=WAN_DISRUPTED)
+    # after the gateway test WAN membership may still flap for minutes
+    wait_verify(fed, project, timeout=600, window=15, ignore=WAN_DISRUPTED)
     core = fed.core("dc3")
     wrong = base64.b64encode(b"00000000-0000-4000-8000-000000000000").decode()
     core.patch_namespaced_secret("consul-federation", NAMESPACE, {"data": {"replicationToken": wrong}})
