@@ -52,11 +52,16 @@ def _json(text: str | bytes, what: str) -> Any:
         raise ConsulOutputError(f"{what}: not JSON ({exc})") from exc
 
 
+def _json_list(text: str | bytes, what: str) -> list[Any]:
+    doc = _json(text, what)
+    if not isinstance(doc, list):
+        raise ConsulOutputError(f"{what}: expected a JSON list")
+    return doc
+
+
 def parse_members(text: str | bytes) -> list[Member]:
     """Members as ``/v1/agent/members`` lists them (``?wan=1``: every WAN member)."""
-    doc = _json(text, "members")
-    if not isinstance(doc, list):
-        raise ConsulOutputError("members: expected a JSON list")
+    doc = _json_list(text, "members")
     members = []
     for item in doc:
         if not isinstance(item, dict) or not isinstance(item.get("Tags"), dict) \
@@ -197,9 +202,7 @@ class Ring:
 
 
 def parse_keyring(text: str | bytes) -> list[Ring]:
-    doc = _json(text, "keyring")
-    if not isinstance(doc, list):
-        raise ConsulOutputError("keyring: expected a JSON list")
+    doc = _json_list(text, "keyring")
     rings = []
     for item in doc:
         if not isinstance(item, dict) or not isinstance(item.get("WAN"), bool) \

@@ -191,10 +191,8 @@ class Rotation:
             stack.set_config(f"{CONFIG_NAMESPACE}:{GENERATION_KEY}",
                              auto.ConfigValue(value=str(o.keys.generation + 1)))
             self.say(f"Pulumi.{self.p.primary}.yaml: {GENERATION_KEY} = {o.keys.generation + 1} (commit it)")
-        everything = operate.Plan(self.p.project, self.p.primary, self.p.secondaries,
-                                  frozenset([self.p.primary, *self.p.secondaries]))
-        gate = rollout.federation_gate(everything, self.runner, self.gate_timeout)
-        return operate.run_up(everything, self.runner, parallel=4, gate=gate) == operate.EXIT_OK
+        gate = rollout.federation_gate(self.p, self.runner, self.gate_timeout)  # p selects every stack
+        return operate.run_up(self.p, self.runner, parallel=4, gate=gate) == operate.EXIT_OK
 
     def run(self) -> int:
         started = False

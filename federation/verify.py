@@ -410,10 +410,14 @@ def _unchecked(exc: Exception) -> str:
     return f"Consul not reachable: {exc.__class__.__name__}"
 
 
+def consul_text(exc: ApiException) -> str:
+    """The text of an error Consul itself answered (plain text, on one line)."""
+    return " ".join((exc.body or "").split())[:240] or f"HTTP {exc.status}"
+
+
 def consul_error(exc: ApiException) -> str:
-    """The status and text of an error Consul itself answered (plain text, on one line)."""
-    body = " ".join((exc.body or "").split())
-    return f"{exc.status}: {body[:240]}" if body else f"HTTP {exc.status}"
+    """The status and text of an error Consul itself answered."""
+    return f"{exc.status}: {consul_text(exc)}" if (exc.body or "").strip() else consul_text(exc)
 
 
 def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
@@ -428,7 +432,7 @@ def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
         except ApiException as exc:
             if not consul_answered(exc):
                 return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
-            errors[other] = consul_error(exc).split(": ", 1)[-1]
+            errors[other] = consul_text(exc)
         except consul_status.ConsulOutputError as exc:
             return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
         except NETWORK_ERRORS as exc:

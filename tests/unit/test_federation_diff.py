@@ -5,6 +5,7 @@ pin the rules it is built from on small hand-made objects.
 """
 
 import base64
+import json
 import os
 
 import pytest
@@ -238,7 +239,7 @@ def test_affected_runs_where_only_pyyaml_is_installed():
     done = subprocess.run([sys.executable, "-c", blocker, "affected", "--base", "HEAD"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert isinstance(__import__("json").loads(done.stdout), list)
+    assert isinstance(json.loads(done.stdout), list)
     refused = subprocess.run([sys.executable, "-c", blocker, "verify", "--help"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "No module named" in refused.stderr  # the blocker works
