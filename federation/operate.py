@@ -306,8 +306,9 @@ def _stop_message(stage: str, failed: list[Outcome], out: TextIO) -> None:
         print(f"\nstopped: {stage} failed in stack {o.stack}:\n  " + o.error.replace("\n", "\n  "), file=out)
 
 
-# After a stage of up: None when the federation of these stacks is healthy, else why not.
-Gate = Callable[[list[str]], Optional[str]]
+# After a stage of up (the last one, or not): None when the federation of these stacks is
+# healthy, else why not.
+Gate = Callable[[list[str], bool], Optional[str]]
 
 
 def up_stages(p: Plan, deployed: Iterable[str] = (), gated: bool = False) -> list[tuple[str, list[str]]]:
@@ -355,7 +356,7 @@ def _run_stages(command: str, stages: list[tuple[str, list[str]]], operation, ru
             print_summary(command, outcomes, not_run, runner.out)
             return EXIT_FAILED
         running.update(names)
-        unhealthy = gate([s for s in federation if s in running]) if gate else None
+        unhealthy = gate([s for s in federation if s in running], index == len(stages) - 1) if gate else None
         if unhealthy:
             print(f"\nstopped: after {command} of {label}, {unhealthy}", file=runner.out)
             if not_run:

@@ -9,6 +9,10 @@ that run by then: a change that breaks the primary stops before any secondary is
 The rows must pass on ``PASSES_IN_A_ROW`` consecutive checks ``INTERVAL`` seconds apart (WAN
 membership flaps for a while after a server restarts, and one lucky pass would let the run move
 on), within ``--gate-timeout`` seconds; "not checked" never passes.
+
+Rows that already failed before the run (checked once, before the first stage) do not hold up
+the stages before the last: otherwise the fix of a broken secondary could never roll past the
+primary. After the last stage every row must pass.
 """
 
 from __future__ import annotations
@@ -31,18 +35,27 @@ def gated_rows(rows: list[verify.Row]) -> list[verify.Row]:
     return [r for r in rows if r.check in GATED_CHECKS]
 
 
+def failing(rows: list[verify.Row]) -> frozenset[tuple[str, str]]:
+    """(datacenter, check) of the gated rows that did not pass."""
+    return frozenset((r.datacenter, r.check) for r in gated_rows(rows) if r.status != verify.PASSED)
+
+
 def wait_healthy(check: Callable[[], list[verify.Row]], timeout: float, say: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 interval: float = INTERVAL, passes: int = PASSES_IN_A_ROW) -> tuple[bool, list[verify.Row]]:
-    """(True, rows) once the gated rows pass `passes` times in a row; when `timeout` runs out
-    first, (False, the rows of the last check that did not pass). No gated row at all never
+                 clock: Optional[Callable[[], float]] = None, sleep: Optional[Callable[[float], None]] = None,
+                 interval: float = INTERVAL, passes: int = PASSES_IN_A_ROW,
+                 excused: frozenset[tuple[str, str]] = frozenset()) -> tuple[bool, list[verify.Row]]:
+    """(True, rows) once the gated rows pass `passes` times in a row, leaving out the `excused`
+    (datacenter, check) pairs; when `timeout` runs out first, (False, the rows of the last check
+    that did not pass, or of the last check when each passed once). No gated row at all never
     counts as healthy."""
+    clock, sleep = clock or time.monotonic, sleep or time.sleep
     started = clock()
     in_a_row = 0
     unhealthy: list[verify.Row] = []
     while True:
         rows = gated_rows(check())
-        healthy = bool(rows) and all(r.status == verify.PASSED for r in rows)
+        healthy = bool(rows) and all(r.status == verify.PASSED or (r.datacenter, r.check) in excused
+                                     for r in rows)
         in_a_row = in_a_row + 1 if healthy else 0
         if in_a_row >= passes:
             return True, rows
@@ -50,34 +63,51 @@ def wait_healthy(check: Callable[[], list[verify.Row]], timeout: float, say: Cal
             unhealthy = rows
         elapsed = clock() - started
         if elapsed >= timeout:
-            return False, unhealthy
-        waiting = [f"{r.datacenter} {r.check}" for r in rows if r.status != verify.PASSED]
+            return False, unhealthy or rows
+        waiting = [f"{r.datacenter} {r.check}" for r in rows
+                   if r.status != verify.PASSED and (r.datacenter, r.check) not in excused]
         say(f"{len(rows) - len(waiting)}/{len(rows)} rows pass"
             + (f"; waiting for {', '.join(waiting)}" if waiting else "; checking again")
             + f" ({elapsed:.0f} s of {timeout:.0f} s)")
         sleep(interval)
 
 
-def failing_rows_text(rows: list[verify.Row]) -> str:
-    failing = [r for r in rows if r.status != verify.PASSED]
+def failing_rows_text(rows: list[verify.Row], before: frozenset[tuple[str, str]] = frozenset()) -> str:
     if not rows:
         return "  (no row could be checked)"
-    return "\n".join(f"  {r.datacenter:<8} {r.check}: {r.status.upper()}: {r.detail}" for r in failing)
+    if all(r.status == verify.PASSED for r in rows):
+        return f"  (each row passed, but not {PASSES_IN_A_ROW} times in a row)"
+    return "\n".join(f"  {r.datacenter:<8} {r.check}: {r.status.upper()}: {r.detail}"
+                     + (" (failed before this up too)" if (r.datacenter, r.check) in before else "")
+                     for r in rows if r.status != verify.PASSED)
 
 
 def federation_gate(p: operate.Plan, runner: operate.Runner, timeout: float) -> operate.Gate:
-    """The gate ``up`` runs after each stage, over the stacks running by then."""
+    """The gate ``up`` runs after each stage, over the stacks running by then; the rows failing
+    before the run are checked here, before any stage."""
+    say = _sayer(runner.out, "gate")
 
-    def gate(members: list[str]) -> Optional[str]:
-        say = _sayer(runner.out, "gate")
-        say(f"checking the federation of {', '.join(members)} (at most {timeout:.0f} s)")
+    def collect(members: list[str]) -> list[verify.Row]:
         selected = operate.Plan(p.project, p.primary, p.secondaries, frozenset(members))
-        healthy, rows = wait_healthy(lambda: verify.collect(selected, runner, False, members), timeout, say)
+        return verify.collect(selected, runner, False, members)
+
+    running = [s for s in (p.primary, *p.secondaries) if runner.resource_counts().get(s, 0)]
+    before = failing(collect(running)) if running else frozenset()
+    if before:
+        say("failing before this up (they hold up only the last stage): "
+            + ", ".join(f"{dc} {check}" for dc, check in sorted(before)))
+
+    def gate(members: list[str], last: bool) -> Optional[str]:
+        say(f"checking the federation of {', '.join(members)} (at most {timeout:.0f} s)")
+        excused = frozenset() if last else before
+        healthy, rows = wait_healthy(lambda: collect(members), timeout, say, excused=excused)
         if healthy:
-            say(f"healthy: {len(rows)} rows passed {PASSES_IN_A_ROW} times in a row")
+            left = sorted(f"{r.datacenter} {r.check}" for r in rows if r.status != verify.PASSED)
+            say(f"healthy: {len(rows)} rows passed {PASSES_IN_A_ROW} times in a row"
+                + (f" (still failing as before this up, left to a later stage: {', '.join(left)})" if left else ""))
             return None
         return (f"the federation was not healthy within {timeout:.0f} s; these rows did not pass:\n"
-                f"{failing_rows_text(rows)}")
+                f"{failing_rows_text(rows, before)}")
 
     return gate
 

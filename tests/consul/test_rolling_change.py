@@ -7,6 +7,8 @@ waits of this module leave the keyring row out and print it.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from kubernetes import client
 
@@ -17,7 +19,11 @@ pytestmark = pytest.mark.consul
 
 # A typo in the primary gateway's advertised name: the secondaries learn it through the
 # replicated federation states and can no longer reach the primary (the name does not resolve).
+# Consul falls back to a secondary's own primary_gateways while they still hold the old address,
+# so the break can show after the primary's stage or only after dc2's copy took the typo too.
 TYPO_WAN_ADDRESS = "dc1-gatway.consul.test"
+STOPPED = re.compile(r"stopped: after up of (the primary|the secondary dc2), the federation was not healthy "
+                     r"within 60 s; these rows did not pass:\n((?:  .*\n)+)")
 
 
 def server_pod(fed, dc: str) -> client.V1Pod:
@@ -29,12 +35,12 @@ def set_override(project, dc: str, **settings) -> None:
     project.write_stack(dc)
 
 
-def test_up_stops_after_a_primary_change_that_breaks_the_federation_then_rolls_the_fixed_one(fed, project):
+def test_up_stops_where_a_change_breaks_the_federation_then_rolls_the_fixed_one(fed, project):
     """A change that restarts every datacenter's servers (a label on their pods), with a typo in
-    the primary gateway's advertised name on top: up changes the primary, the gate fails naming
-    the rows, and no secondary is touched. With the typo fixed, up rolls dc1, dc2 and dc3 one
-    after the other, each checked healthy before the next (a change in the secondaries' copies
-    waited for the primary's gateway to be back)."""
+    the primary gateway's advertised name on top: the gate fails after the first stage that
+    breaks the federation, naming the rows, and dc3 is never touched. With the typo fixed, up
+    rolls dc1, dc2 and dc3 one after the other, each checked before the next; the rows the
+    broken run left failing hold up only the last stage."""
     wait_verify(fed, project, timeout=300, window=15, ignore=WAN_DISRUPTED)
     printed_table(fed, project, "before the change")
     before = {dc: server_pod(fed, dc).metadata.uid for dc in DATACENTERS}
@@ -46,18 +52,20 @@ def test_up_stops_after_a_primary_change_that_breaks_the_federation_then_rolls_t
     done = fed.cli(project, "up", "--gate-timeout", "60")
     print(f"\n[timing] up stopped by the gate: {done.seconds:.1f} s\n{done.stdout[-3000:]}")
     assert done.returncode == 1, f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
-    assert "stopped: after up of the primary, the federation was not healthy within 60 s" in done.stdout
-    assert "not changed yet: dc2, dc3" in done.stdout
-    stop = done.stdout[done.stdout.index("stopped: after up of the primary"):]
-    failing = [line.split(":")[0].split(None, 1) for line in stop.splitlines()[1:] if ": FAILED: " in line]
+    stop = STOPPED.search(done.stdout)
+    assert stop, done.stdout[-4000:]
+    failing = [line.split(":")[0].split(None, 1) for line in stop.group(2).splitlines() if ": FAILED: " in line]
     # which of the federation's rows fail first varies (WAN membership flaps, RPCs fail): what
-    # matters is that the gate names them and nothing of dc2's or dc3's changed
+    # matters is that the gate names them and dc3 never changed
     assert failing and {check for _, check in failing} <= {"WAN members alive", "RPC reaches every datacenter",
-                                                           "ACL replication running"}, stop
-    assert "[dc2]" not in done.stdout and "[dc3]" not in done.stdout
+                                                           "ACL replication running",
+                                                           "catalog has every datacenter"}, stop.group(0)
+    assert "not changed yet: dc3" in done.stdout or "not changed yet: dc2, dc3" in done.stdout
+    assert "[dc3]" not in done.stdout
     after_stop = {dc: server_pod(fed, dc).metadata.uid for dc in DATACENTERS}
     assert after_stop["dc1"] != before["dc1"], "the primary's servers were not restarted by the change"
-    assert [after_stop[dc] for dc in DATACENTERS[1:]] == [before[dc] for dc in DATACENTERS[1:]]
+    assert after_stop["dc3"] == before["dc3"], "dc3 changed although the gate stopped before it"
+    print(f"stopped after {stop.group(1)}")
     printed_table(fed, project, "after the stop")
 
     set_override(project, "dc1", meshGateway={})
@@ -66,6 +74,7 @@ def test_up_stops_after_a_primary_change_that_breaks_the_federation_then_rolls_t
     assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}\n{fed.diagnose()}"
     lines = done.stdout.splitlines()
     print("\n".join(line for line in lines if line.startswith("[gate]")))
+    assert stop.group(1) == "the primary" or any(line.startswith("[gate] failing before this up") for line in lines)
     healthy = [i for i, line in enumerate(lines) if line.startswith("[gate] healthy")]
     started = {dc: next(i for i, line in enumerate(lines) if line.startswith(f"[{dc}] ")) for dc in DATACENTERS}
     assert len(healthy) == 3, "\n".join(line for line in lines if line.startswith("[gate]"))

@@ -92,7 +92,7 @@ class GatedRecorder(operate.Runner):
 def test_up_checks_the_federation_after_each_stage_and_stops_before_the_next_datacenter():
     runner = GatedRecorder({"dc1", "dc2", "dc3"})
 
-    def gate(members):
+    def gate(members, last):
         runner.events.append(f"gate {','.join(members)}")
         if runner.events[-2] == "up dc1":
             return ("the federation was not healthy within 90 s; these rows did not pass:\n"
@@ -110,18 +110,18 @@ def test_up_checks_the_federation_after_each_stage_and_stops_before_the_next_dat
 
 def test_a_first_install_gates_only_what_runs_by_then():
     runner = GatedRecorder(set())
-    assert operate.run_up(plan(), runner, parallel=4, gate=lambda m: runner.events.append(
-        f"gate {','.join(m)}")) == operate.EXIT_OK
+    assert operate.run_up(plan(), runner, parallel=4, gate=lambda m, last: runner.events.append(
+        f"gate {','.join(m)}{' (last)' if last else ''}")) == operate.EXIT_OK
     assert runner.events[:2] == ["up dc1", "gate dc1"]
-    assert sorted(runner.events[2:4]) == ["up dc2", "up dc3"] and runner.events[4] == "gate dc1,dc2,dc3"
+    assert sorted(runner.events[2:4]) == ["up dc2", "up dc3"] and runner.events[4] == "gate dc1,dc2,dc3 (last)"
 
 
 def test_up_with_a_healthy_gate_rolls_every_datacenter_in_order():
     runner = GatedRecorder({"dc1", "dc2", "dc3"})
-    assert operate.run_up(plan(), runner, parallel=4, gate=lambda m: runner.events.append(
-        f"gate {','.join(m)}")) == operate.EXIT_OK
+    assert operate.run_up(plan(), runner, parallel=4, gate=lambda m, last: runner.events.append(
+        f"gate {','.join(m)}{' (last)' if last else ''}")) == operate.EXIT_OK
     assert runner.events == ["up dc1", "gate dc1,dc2,dc3", "up dc2", "gate dc1,dc2,dc3", "up dc3",
-                             "gate dc1,dc2,dc3"]
+                             "gate dc1,dc2,dc3 (last)"]
 
 
 def test_a_gate_that_times_out_after_one_lucky_pass_names_the_rows_that_failed_before_it():
@@ -132,3 +132,56 @@ def test_a_gate_that_times_out_after_one_lucky_pass_names_the_rows_that_failed_b
     assert not healthy
     assert rollout.failing_rows_text(rows) == (
         "  dc2      WAN members alive: FAILED: consul-server-0.dc1 (dc1) failed")
+
+
+def test_rows_failing_before_the_run_hold_up_only_the_last_stage(monkeypatch):
+    """The fix of a broken secondary must roll past the primary: dc2's RPC row failed before the
+    run, so the primary's stage goes on without it; the last stage waits for every row."""
+    runner = GatedRecorder({"dc1", "dc2", "dc3"})
+    checks = []
+
+    def collect(p, run, kubernetes_only, members):
+        checks.append(list(members))
+        return [row("dc1", "WAN members alive"),
+                row("dc2", verify_rpc, FAILED, "dc1: lookup dc1-gatway.consul.test: no such host")]
+
+    verify_rpc = rollout.verify.RPC_TO_EVERY_DATACENTER
+    monkeypatch.setattr(rollout.verify, "collect", collect)
+    monkeypatch.setattr(rollout.time, "sleep", lambda _: None)
+    gate = rollout.federation_gate(plan(), runner, timeout=60)
+    assert checks == [["dc1", "dc2", "dc3"]]  # once before any stage, over what runs
+    assert gate(["dc1", "dc2", "dc3"], False) is None
+    assert checks[1:] == [["dc1", "dc2", "dc3"]] * 2
+    out = runner.out.getvalue()
+    assert "[gate] failing before this up (they hold up only the last stage): dc2 RPC reaches every datacenter" in out
+    assert ("[gate] healthy: 2 rows passed 2 times in a row (still failing as before this up, left to a later "
+            "stage: dc2 RPC reaches every datacenter)") in out
+    monkeypatch.setattr(rollout.time, "monotonic", iter(range(0, 10_000, 30)).__next__)
+    stopped = gate(["dc1", "dc2", "dc3"], True)
+    assert stopped == ("the federation was not healthy within 60 s; these rows did not pass:\n"
+                       "  dc2      RPC reaches every datacenter: FAILED: dc1: lookup dc1-gatway.consul.test: "
+                       "no such host (failed before this up too)")
+
+
+def test_a_row_that_passed_before_the_run_holds_up_every_stage(monkeypatch):
+    runner = GatedRecorder({"dc1", "dc2"})
+    answers = iter([[row("dc2", "WAN members alive")],
+                    [row("dc2", "WAN members alive", FAILED, "consul-server-0.dc1 (dc1) failed")]])
+    monkeypatch.setattr(rollout.verify, "collect", lambda *_: next(answers))
+    gate = rollout.federation_gate(plan(), runner, timeout=0)
+    assert gate(["dc1", "dc2"], False) == ("the federation was not healthy within 0 s; these rows did not pass:\n"
+                                           "  dc2      WAN members alive: FAILED: consul-server-0.dc1 (dc1) failed")
+
+
+def test_a_first_install_checks_nothing_before_it(monkeypatch):
+    runner = GatedRecorder(set())
+    monkeypatch.setattr(rollout.verify, "collect", lambda *_: pytest.fail("nothing runs yet to check"))
+    rollout.federation_gate(plan(), runner, timeout=0)
+    assert runner.out.getvalue() == ""
+
+
+def test_a_gate_that_times_out_after_a_single_pass_says_so():
+    clock = Clock()
+    healthy, rows = rollout.wait_healthy(lambda: [row("dc2", "WAN members alive")], 0, lambda _: None,
+                                         clock, clock.sleep)
+    assert not healthy and rollout.failing_rows_text(rows) == "  (each row passed, but not 2 times in a row)"
