@@ -153,11 +153,13 @@ def replication_verdict(status: Replication, primary: str) -> tuple[bool, str]:
         return False, "ACL replication is enabled but not running (it starts about 60 s after a leader election)"
     if status.source_datacenter != primary:
         return False, f"replicating from {status.source_datacenter!r}, not from the primary {primary!r}"
+    if status.last_success == _ZERO_TIME:
+        message = f"; last error: {status.last_error_message}" if status.last_error_message else ""
+        return False, f"never synced: no replication round from {primary} has succeeded yet (LastSuccess is zero){message}"
     if status.last_error > status.last_success:
         message = f": {status.last_error_message}" if status.last_error_message else ""
         return False, f"last error ({status.last_error:%Y-%m-%dT%H:%M:%SZ}) is newer than the last success{message}"
-    since = "" if status.last_success == _ZERO_TIME else f", last success {status.last_success:%Y-%m-%dT%H:%M:%SZ}"
-    return True, f"{status.replication_type or 'running'} from {primary}{since}"
+    return True, f"{status.replication_type or 'running'} from {primary}, last success {status.last_success:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def parse_proxy_defaults_mode(text: str | bytes) -> str:

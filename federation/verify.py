@@ -228,7 +228,8 @@ def gateway_rows(dc: Datacenter) -> tuple[list[Row], Optional[list[str]], str]:
         source = "static wanAddress" if dc.cfg.mesh_gateway.wan_address else kind
         return [dc.row(check, PASSED, f"{source}: {', '.join(addresses)}")], addresses, ""
     if kind == "NodePort" and service.spec.ports and service.spec.ports[0].node_port:
-        return [dc.row(check, PASSED, f"NodePort {service.spec.ports[0].node_port}; {why}")], None, why
+        # the port exists, but which address the other datacenters dial is unseen: not a pass
+        return [dc.row(check, NOT_CHECKED, f"NodePort {service.spec.ports[0].node_port}; {why}")], None, why
     return [dc.row(check, FAILED, why)], None, why
 
 

@@ -39,9 +39,11 @@ SECRET_KEYS = ("gossipEncryptionKey", "caKey", "replicationToken")
 LB_ADDRESS = {"dc1": "127.0.1.1", "dc2": "127.0.1.2", "dc3": "127.0.1.3"}
 ENDPOINT_ADDRESS = {"dc1": "192.0.2.11", "dc2": "192.0.2.12", "dc3": "192.0.2.13"}
 # dc1: the default LoadBalancer gateway; dc2: NodePort; dc3: a static address in front of it.
+# These planes run no pods, so no node address is known: dc2's NodePort has a static name too,
+# or verify could not see its address (the consul tier's dc2 has real pods and no name).
 GATEWAYS: dict[str, dict[str, Any]] = {
     "dc1": {},
-    "dc2": {"serviceType": "NodePort", "nodePort": 30002},
+    "dc2": {"serviceType": "NodePort", "nodePort": 30002, "wanAddress": "dc2-gateway.consul.test"},
     "dc3": {"serviceType": "ClusterIP", "wanAddress": "dc3-gateway.consul.test"},
 }
 

@@ -79,6 +79,14 @@ def test_replication_verdict_failures(field, value, expected):
     assert not ok and detail.startswith(expected)
 
 
+def test_replication_that_never_synced_fails_even_without_an_error():
+    """Running, no error at all, but no round ever succeeded (zero LastSuccess): not healthy."""
+    status = cs.parse_replication(variant("acl-replication.json", lambda doc: doc.update(
+        LastSuccess="0001-01-01T00:00:00Z", LastError="0001-01-01T00:00:00Z", LastErrorMessage="")))
+    assert cs.replication_verdict(status, "dc1") == (
+        False, "never synced: no replication round from dc1 has succeeded yet (LastSuccess is zero)")
+
+
 @pytest.mark.parametrize("parse, text", [
     (cs.parse_members, "<html>503 Service Unavailable</html>"),
     (cs.parse_members, '{"Name": "foobar"}'),

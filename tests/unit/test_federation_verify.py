@@ -98,6 +98,34 @@ class FakeDatacenter(v.Datacenter):
         return self.proxy_defaults
 
 
+class FakeCore:
+    """The two reads gateway_rows makes: the gateway Service and its pods."""
+
+    def __init__(self, svc, host_ips):
+        self.svc, self.host_ips = svc, host_ips
+
+    def read_namespaced_service(self, name, namespace, **_):
+        return self.svc
+
+    def list_namespaced_pod(self, namespace, label_selector, **_):
+        assert label_selector == "component=mesh-gateway"
+        return client.V1PodList(items=[client.V1Pod(status=client.V1PodStatus(host_ip=ip)) for ip in self.host_ips])
+
+
+@pytest.mark.parametrize("host_ips, expected", [
+    (["10.0.0.5"], (v.PASSED, "NodePort: 10.0.0.5:30002")),
+    # the node port exists, but the address the other datacenters dial was not seen: no pass
+    ([], (v.NOT_CHECKED, "NodePort 30002; no node address is known (no gateway pod reports a host IP) and "
+                         "no meshGateway.wanAddress is set")),
+])
+def test_a_nodeport_gateway_passes_only_with_a_known_node_address(host_ips, expected):
+    dc = FakeDatacenter(cfg("secondary", serviceType="NodePort", nodePort=30002))
+    dc.core = FakeCore(service("NodePort", node_port=30002), host_ips)
+    rows, addresses, _ = v.gateway_rows(dc)
+    assert [(r.check, r.status, r.detail) for r in rows] == [("gateway Service address", *expected)]
+    assert addresses == (["10.0.0.5:30002"] if host_ips else None)
+
+
 @pytest.mark.parametrize("status, expected", [
     (None, (v.NOT_CHECKED, "no status: nothing has reported whether Consul accepted it "
                            "(the controller sets status.conditions Synced)")),
