@@ -28,5 +28,5 @@ def ensure(*groups: str) -> dict[str, str]:
 
 def consul_charts() -> dict[str, str]:
     """chart version -> chart directory, for every pinned Consul chart."""
-    return {key[len("CONSUL_CHART_"):].replace("_", "."): path
-            for key, path in ensure("chart").items() if key.startswith("CONSUL_CHART_")}
+    prefix = "CONSUL_FEDERATION_CHART_"
+    return {key[len(prefix):].replace("_", "."): path for key, path in ensure("chart").items() if key.startswith(prefix)}

@@ -1,4 +1,5 @@
-"""Where tools/chart.sh takes each pinned chart from, and that a wrong chart is never used.
+"""Where tools/chart.sh (federation/chart_source.py's rule) takes each pinned chart from, and that a
+wrong chart is never used.
 
 Runs the real script against the real charts in ../shared/charts (helm comes from the warm cache).
 """
@@ -65,8 +66,8 @@ def test_an_override_directory_of_the_pinned_version_is_used_in_place(tmp_path):
     shutil.copytree(consul_charts()["1.8.16"], copy)
     done = chart_sh(CONSUL_FEDERATION_CHART_1_8_16=str(copy))
     assert done.returncode == 0, done.stderr
-    assert lines(done)["CONSUL_CHART_1_8_16"] == str(copy)
-    assert lines(done)["CONSUL_CHART_2_0_3"] == consul_charts()["2.0.3"]
+    assert lines(done)["CONSUL_FEDERATION_CHART_1_8_16"] == str(copy)
+    assert lines(done)["CONSUL_FEDERATION_CHART_2_0_3"] == consul_charts()["2.0.3"]
 
 
 def test_an_override_archive_with_the_pinned_hash_is_accepted(tmp_path):
@@ -74,4 +75,4 @@ def test_an_override_archive_with_the_pinned_hash_is_accepted(tmp_path):
     shutil.copy(os.path.join(SHARED, "consul-1.9.11.tgz"), good)
     done = chart_sh(CONSUL_FEDERATION_CHART_1_9_11=str(good))
     assert done.returncode == 0, done.stderr
-    assert lines(done)["CONSUL_CHART_1_9_11"] == consul_charts()["1.9.11"]  # same hash, same cache entry
+    assert lines(done)["CONSUL_FEDERATION_CHART_1_9_11"] == consul_charts()["1.9.11"]  # same hash, same cache entry

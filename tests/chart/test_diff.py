@@ -304,26 +304,29 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 def test_a_chart_without_a_local_source_is_pulled_from_chart_repo(project, tmp_path, monkeypatch):
-    """The last chart source, against a chart repository served on loopback."""
+    """The last chart source, against a chart repository served on loopback: a version with no
+    pin and no archive in ../shared/charts (2.0.4, the 2.0.3 chart renumbered)."""
     helm = ensure("chart")["HELM"]
-    served = tmp_path / "repo"
-    subprocess.run([helm, "package", consul_charts()["2.0.3"], "-d", str(served)], check=True, capture_output=True)
+    served, chart = tmp_path / "repo", tmp_path / "src" / "consul"
+    shutil.copytree(consul_charts()["2.0.3"], chart)
+    (chart / "Chart.yaml").write_text((chart / "Chart.yaml").read_text().replace("\nversion: 2.0.3\n", "\nversion: 2.0.4\n"))
+    subprocess.run([helm, "package", str(chart), "-d", str(served)], check=True, capture_output=True)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         subprocess.run([helm, "repo", "index", str(served), "--url", url], check=True, capture_output=True)
-        edit(project, "Pulumi.dc1.yaml", "role: primary\n", f"role: primary\n  consul-federation:chartRepo: {url}\n")
+        edit(project, "Pulumi.dc1.yaml", "role: primary\n",
+             f"role: primary\n  consul-federation:chartRepo: {url}\n  consul-federation:chartVersion: 2.0.4\n")
         git(project, "commit", "-qam", "dc1 from the loopback repository")
         edit(project, "Pulumi.dc1.yaml", "nodePort: 30001\n", "nodePort: 30001\n    replicas: 2\n")
         monkeypatch.setenv("CONSUL_FEDERATION_CACHE", str(tmp_path / "cache"))
-        monkeypatch.delenv("CONSUL_FEDERATION_CHART_2_0_3", raising=False)
         result = diff.run_diff(str(project), "HEAD", ["dc1"], render.Charts(helm, {}))
     finally:
         server.shutdown()
         server.server_close()
     assert changes(result, "dc1") == [("changed", GATEWAY, (("spec.replicas", 1, 2),))]
-    assert stack(result, "dc1").head.job.chart.startswith(str(tmp_path / "cache" / "diff-charts"))
+    assert stack(result, "dc1").head.job.chart.startswith(str(tmp_path / "cache" / "consul-chart" / "2.0.4-"))
 
 
 WORKFLOWS = [os.path.join(ROOT, ".github", "workflows", name) for name in ("preview.yml", "test.yml")]

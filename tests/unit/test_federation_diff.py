@@ -199,9 +199,11 @@ def test_stack_files_read_as_pulumi_config(tmp_path):
 
 
 def test_chart_sources_in_order(tmp_path, monkeypatch):
-    for name in ("override", "env", "path"):
+    """A stack's chartPath, then --chart, then chart_source's rule (its own tests:
+    test_chart_source.py), whose errors become the diff's."""
+    for name, version in (("override", "2.0.3"), ("env", "1.9.11"), ("path", "2.0.3")):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "Chart.yaml").write_text("name: consul\n")
+        (tmp_path / name / "Chart.yaml").write_text(f"name: consul\nversion: {version}\n")
     charts = render.Charts("/bin/false", {"2.0.3": str(tmp_path / "override")})
     monkeypatch.setenv("CONSUL_FEDERATION_CHART_2_0_3", str(tmp_path / "env"))
     monkeypatch.setenv("CONSUL_FEDERATION_CHART_1_9_11", str(tmp_path / "env"))
@@ -209,7 +211,7 @@ def test_chart_sources_in_order(tmp_path, monkeypatch):
     assert charts.directory("2.0.3", "https://r", str(tmp_path / "path")) == str(tmp_path / "path")
     assert charts.directory("2.0.3", "https://r", None) == str(tmp_path / "override")
     assert charts.directory("1.9.11", "https://r", None) == str(tmp_path / "env")
-    with pytest.raises(render.RenderError, match="CONSUL_FEDERATION_CHART_1_8_16=.* is not a chart directory"):
+    with pytest.raises(render.RenderError, match="CONSUL_FEDERATION_CHART_1_8_16=.* is neither a chart directory"):
         charts.directory("1.8.16", "https://r", None)
 
 
