@@ -33,7 +33,7 @@ def find_helm(option: Optional[str]) -> str:
 class Charts:
     """Where each chart comes from: a stack's chartPath, else --chart VERSION=DIR, else the rule
     every tool shares (chart_source: $CONSUL_FEDERATION_CHART_<version>, ../shared/charts, `helm
-    pull` from the stack's chartRepo; pinned versions sha256-checked)."""
+    pull` from the stack's chartRepo, taken as the Release would install it)."""
 
     helm: str
     overrides: Mapping[str, str]
@@ -46,7 +46,7 @@ class Charts:
             return self._checked(self.overrides[version], f"--chart {version}=")
         if (version, repo) not in self.found:
             try:
-                self.found[version, repo] = chart_source.chart_dir(version, self.helm, repo)
+                self.found[version, repo] = chart_source.chart_dir(version, self.helm, repo, check_pulls=False)
             except chart_source.ChartSourceError as exc:
                 raise RenderError(str(exc)) from exc
         return self.found[version, repo]

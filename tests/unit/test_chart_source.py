@@ -82,6 +82,10 @@ def test_a_tampered_archive_is_refused_wherever_it_comes_from(env, monkeypatch):
     pulled.write_bytes((env / "good.tgz").read_bytes() + b"\0")
     with pytest.raises(cs.ChartSourceError, match="but chart 2.0.3 is pinned to"):
         cs.chart_dir("2.0.3", fake_helm(env, pulled), pinned={"2.0.3": sha}, shared=str(env / "shared"))
+    # diff takes the stack's chartRepo as the Release would (Helm checks no hash)
+    found = cs.chart_dir("2.0.3", fake_helm(env, pulled), pinned={"2.0.3": sha}, shared=str(env / "shared"),
+                         check_pulls=False)
+    assert cs.declared_version(found) == "2.0.3" and f"2.0.3-{sha}" not in found
 
 
 def test_an_override_directory_is_used_in_place_if_it_declares_the_version(env, monkeypatch):
