@@ -10,9 +10,10 @@ The rows must pass on ``PASSES_IN_A_ROW`` consecutive checks ``INTERVAL`` second
 membership flaps for a while after a server restarts, and one lucky pass would let the run move
 on), within ``--gate-timeout`` seconds; "not checked" never passes.
 
-Rows that already failed before the run (checked once, before the first stage) do not hold up
-the stages before the last: otherwise the fix of a broken secondary could never roll past the
-primary. After the last stage every row must pass.
+Rows that already failed before the run (checked once, before the first stage) are still waited
+for, but when only they fail once the time is up, a stage before the last goes on: a secondary
+that an earlier run broke is fixed by its own stage, which must not wait behind it for ever. After
+the last stage every row must pass.
 """
 
 from __future__ import annotations
@@ -44,32 +45,37 @@ def wait_healthy(check: Callable[[], list[verify.Row]], timeout: float, say: Cal
                  clock: Optional[Callable[[], float]] = None, sleep: Optional[Callable[[float], None]] = None,
                  interval: float = INTERVAL, passes: int = PASSES_IN_A_ROW,
                  excused: frozenset[tuple[str, str]] = frozenset()) -> tuple[bool, list[verify.Row]]:
-    """(True, rows) once the gated rows pass `passes` times in a row, leaving out the `excused`
-    (datacenter, check) pairs; when `timeout` runs out first, (False, the rows of the last check
-    that did not pass, or of the last check when each passed once). No gated row at all never
-    counts as healthy."""
+    """(True, rows) once the gated rows pass `passes` times in a row. When `timeout` runs out
+    first: (True, rows) if only `excused` (datacenter, check) pairs failed in the last `passes`
+    checks, else (False, the rows of the last check that did not pass, or of the last check when
+    each passed once). No gated row at all never counts as healthy."""
     clock, sleep = clock or time.monotonic, sleep or time.sleep
     started = clock()
-    in_a_row = 0
+    in_a_row = excused_in_a_row = 0
     unhealthy: list[verify.Row] = []
     while True:
         rows = gated_rows(check())
-        healthy = bool(rows) and all(r.status == verify.PASSED or (r.datacenter, r.check) in excused
-                                     for r in rows)
+        waiting = [r for r in rows if r.status != verify.PASSED]
+        healthy = bool(rows) and not waiting
+        only_excused = bool(rows) and all((r.datacenter, r.check) in excused for r in waiting)
         in_a_row = in_a_row + 1 if healthy else 0
+        excused_in_a_row = excused_in_a_row + 1 if only_excused else 0
         if in_a_row >= passes:
             return True, rows
         if not healthy:
             unhealthy = rows
         elapsed = clock() - started
         if elapsed >= timeout:
-            return False, unhealthy or rows
-        waiting = [f"{r.datacenter} {r.check}" for r in rows
-                   if r.status != verify.PASSED and (r.datacenter, r.check) not in excused]
+            return excused_in_a_row >= passes, unhealthy or rows
         say(f"{len(rows) - len(waiting)}/{len(rows)} rows pass"
-            + (f"; waiting for {', '.join(waiting)}" if waiting else "; checking again")
+            + (f"; waiting for {', '.join(_named(r, excused) for r in waiting)}" if waiting else "; checking again")
             + f" ({elapsed:.0f} s of {timeout:.0f} s)")
         sleep(interval)
+
+
+def _named(row: verify.Row, excused: frozenset[tuple[str, str]]) -> str:
+    return f"{row.datacenter} {row.check}" + (" (failing before this up)" if (row.datacenter, row.check) in excused
+                                               else "")
 
 
 def failing_rows_text(rows: list[verify.Row], before: frozenset[tuple[str, str]] = frozenset()) -> str:
@@ -94,7 +100,7 @@ def federation_gate(p: operate.Plan, runner: operate.Runner, timeout: float) -> 
     running = [s for s in (p.primary, *p.secondaries) if runner.resource_counts().get(s, 0)]
     before = failing(collect(running)) if running else frozenset()
     if before:
-        say("failing before this up (they hold up only the last stage): "
+        say("failing before this up (after the wait, they stop only the last stage): "
             + ", ".join(f"{dc} {check}" for dc, check in sorted(before)))
 
     def gate(members: list[str], last: bool) -> Optional[str]:
@@ -103,8 +109,9 @@ def federation_gate(p: operate.Plan, runner: operate.Runner, timeout: float) -> 
         healthy, rows = wait_healthy(lambda: collect(members), timeout, say, excused=excused)
         if healthy:
             left = sorted(f"{r.datacenter} {r.check}" for r in rows if r.status != verify.PASSED)
-            say(f"healthy: {len(rows)} rows passed {PASSES_IN_A_ROW} times in a row"
-                + (f" (still failing as before this up, left to a later stage: {', '.join(left)})" if left else ""))
+            say(f"healthy: {len(rows)} rows passed {PASSES_IN_A_ROW} times in a row" if not left else
+                f"going on: only rows failing before this up still fail after {timeout:.0f} s, left to a later "
+                f"stage: {', '.join(left)}")
             return None
         return (f"the federation was not healthy within {timeout:.0f} s; these rows did not pass:\n"
                 f"{failing_rows_text(rows, before)}")

@@ -134,9 +134,10 @@ def test_a_gate_that_times_out_after_one_lucky_pass_names_the_rows_that_failed_b
         "  dc2      WAN members alive: FAILED: consul-server-0.dc1 (dc1) failed")
 
 
-def test_rows_failing_before_the_run_hold_up_only_the_last_stage(monkeypatch):
+def test_rows_failing_before_the_run_are_waited_for_then_stop_only_the_last_stage(monkeypatch):
     """The fix of a broken secondary must roll past the primary: dc2's RPC row failed before the
-    run, so the primary's stage goes on without it; the last stage waits for every row."""
+    run; the primary's gate still waits the whole time for it, then goes on; the last stage's gate
+    stops on it."""
     runner = GatedRecorder({"dc1", "dc2", "dc3"})
     checks = []
 
@@ -148,19 +149,33 @@ def test_rows_failing_before_the_run_hold_up_only_the_last_stage(monkeypatch):
     verify_rpc = rollout.verify.RPC_TO_EVERY_DATACENTER
     monkeypatch.setattr(rollout.verify, "collect", collect)
     monkeypatch.setattr(rollout.time, "sleep", lambda _: None)
+    monkeypatch.setattr(rollout.time, "monotonic", iter(range(0, 10_000, 10)).__next__)
     gate = rollout.federation_gate(plan(), runner, timeout=60)
     assert checks == [["dc1", "dc2", "dc3"]]  # once before any stage, over what runs
     assert gate(["dc1", "dc2", "dc3"], False) is None
-    assert checks[1:] == [["dc1", "dc2", "dc3"]] * 2
+    assert len(checks) == 1 + 6  # checked until the time was up (the clock moves 10 s a reading), not less
     out = runner.out.getvalue()
-    assert "[gate] failing before this up (they hold up only the last stage): dc2 RPC reaches every datacenter" in out
-    assert ("[gate] healthy: 2 rows passed 2 times in a row (still failing as before this up, left to a later "
-            "stage: dc2 RPC reaches every datacenter)") in out
-    monkeypatch.setattr(rollout.time, "monotonic", iter(range(0, 10_000, 30)).__next__)
+    assert ("[gate] failing before this up (after the wait, they stop only the last stage): "
+            "dc2 RPC reaches every datacenter") in out
+    assert ("[gate] 1/2 rows pass; waiting for dc2 RPC reaches every datacenter (failing before this up) "
+            "(10 s of 60 s)") in out
+    assert ("[gate] going on: only rows failing before this up still fail after 60 s, left to a later stage: "
+            "dc2 RPC reaches every datacenter") in out
     stopped = gate(["dc1", "dc2", "dc3"], True)
     assert stopped == ("the federation was not healthy within 60 s; these rows did not pass:\n"
                        "  dc2      RPC reaches every datacenter: FAILED: dc1: lookup dc1-gatway.consul.test: "
                        "no such host (failed before this up too)")
+
+
+def test_a_row_failing_before_the_run_that_heals_lets_the_stage_go_on_at_once(monkeypatch):
+    runner = GatedRecorder({"dc1", "dc2"})
+    answers = iter([[row("dc2", "WAN members alive", FAILED, "consul-server-0.dc1 (dc1) failed")]]
+                   + [[row("dc2", "WAN members alive")]] * 2)
+    monkeypatch.setattr(rollout.verify, "collect", lambda *_: next(answers))
+    monkeypatch.setattr(rollout.time, "sleep", lambda _: None)
+    gate = rollout.federation_gate(plan(), runner, timeout=600)
+    assert gate(["dc1", "dc2"], False) is None
+    assert "[gate] healthy: 1 rows passed 2 times in a row" in runner.out.getvalue()
 
 
 def test_a_row_that_passed_before_the_run_holds_up_every_stage(monkeypatch):
