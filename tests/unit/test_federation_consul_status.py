@@ -45,6 +45,21 @@ def test_a_failed_member_fails_the_verdict_and_is_named():
     assert detail == "no alive server of dc1; foobar (dc1) failed"
 
 
+def test_only_servers_count_as_a_datacenters_alive_members():
+    def client_only(doc):
+        doc[0]["Status"] = 4
+        doc.append({**doc[0], "Name": "node-a", "Status": 1, "Tags": {**doc[0]["Tags"], "role": "node"}})
+    ok, detail = cs.members_verdict(cs.parse_members(variant("agent-members.json", client_only)), ["dc1"])
+    assert (ok, detail) == (False, "no alive server of dc1; foobar (dc1) failed")
+
+
+def test_a_member_that_left_is_named_but_does_not_fail():
+    def leave(doc):
+        doc.append({**doc[0], "Name": "foobar-2", "Status": 3})
+    assert cs.members_verdict(cs.parse_members(variant("agent-members.json", leave)), ["dc1"]) == (
+        True, "1 WAN member(s) alive in dc1; left: foobar-2")
+
+
 def test_datacenters_parse_and_verdict():
     found = cs.parse_datacenters(recorded("catalog-datacenters.json"))
     assert found == ["dc1", "dc2"]
