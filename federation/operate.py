@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional, TextIO
+from typing import Any, Callable, Iterable, Optional, TextIO
 
 from pulumi import automation as auto
 
-from . import stacks as stack_files
+from . import engine_events, stacks as stack_files
 from .recovery import InterruptedCreates, refresh_if_pending, stack_cli
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -231,7 +231,9 @@ class Runner:
             return Outcome(name, False, error=f"stack {name} does not exist in the backend "
                            f"({os.environ.get('PULUMI_BACKEND_URL', 'the logged-in backend')}): run up first",
                            seconds=time.monotonic() - started)
-        except auto.errors.CommandError as exc:
+        except engine_events.EngineFailed as exc:
+            return Outcome(name, False, error=str(exc), seconds=time.monotonic() - started)
+        except auto.errors.CommandError as exc:  # the CLI failed before the engine reported anything
             return Outcome(name, False, error=error_summary(lines, str(exc)), seconds=time.monotonic() - started)
         except InterruptedCreates as exc:
             return Outcome(name, False, error=str(exc), seconds=time.monotonic() - started)
@@ -243,47 +245,50 @@ class Runner:
             return list(pool.map(lambda n: self.run(n, operation, create), names))
 
 
-# The closing "Resources:" block of the engine's text output: "+ 3 created", "12 unchanged".
-_RESOURCE_LINE = re.compile(r"^\s*(?:\+-|[-+~])?\s*(\d+) (created|updated|deleted|replaced|unchanged|imported)\b")
-_OPS = {"created": "create", "updated": "update", "deleted": "delete", "replaced": "replace",
-        "unchanged": "same", "imported": "import"}
-
-
-def resource_changes(lines: list[str]) -> dict[str, int]:
-    """Change counts from the last "Resources:" block of `pulumi up` output."""
-    starts = [i for i, line in enumerate(lines) if line.strip() == "Resources:"]
-    changes: dict[str, int] = {}
-    for line in lines[starts[-1] + 1:] if starts else []:
-        match = _RESOURCE_LINE.match(line)
-        if not match:
-            break
-        changes[_OPS[match.group(2)]] = int(match.group(1))
-    return changes
-
-
 def _up(stack: auto.Stack, on_output: Callable[[str], None]) -> tuple[dict[str, int], str]:
     """`pulumi up` through PulumiCommand rather than Stack.up: Stack.up reads the outputs and the
     history afterwards (three more decrypting CLI runs, 2-3 s per stack) for a summary that the
-    engine's own output already ends with."""
+    engine's own events already end with."""
     note = refresh_if_pending(stack, on_output)
-    lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="federation-up-") as scratch:
+        log = os.path.join(scratch, "events.json")
+        try:
+            stack_cli(stack, ["up", "--yes", "--skip-preview", "--color", "never", "--event-log", log],
+                      on_output=on_output, env=engine_events.EVENT_LOG_ENV)
+        except auto.errors.CommandError:
+            _raise_engine_errors(engine_events.read_event_log(log) if os.path.exists(log) else [])
+            raise
+        run = engine_events.summarize(engine_events.read_event_log(log))
+    if run.changes is None:
+        raise engine_events.EngineFailed("the engine ended without a summary event: the update did not finish")
+    return run.changes, note
 
-    def tee(line: str) -> None:
-        lines.append(line.rstrip("\n"))
-        on_output(line)
 
-    stack_cli(stack, ["up", "--yes", "--skip-preview", "--color", "never"], on_output=tee)
-    return resource_changes(lines), note
+def _raise_engine_errors(events: list[auto.EngineEvent]) -> None:
+    """The engine's own error diagnostics, when it reported any, as the failure's text."""
+    run = engine_events.summarize(events)
+    if run.errors:
+        raise engine_events.EngineFailed(run.error_text())
+
+
+def _automation(call: Callable[..., Any], on_output: Callable[[str], None], **kwargs: Any) -> Any:
+    """An Automation API update command with its events collected; its errors as EngineFailed."""
+    events: list[auto.EngineEvent] = []
+    try:
+        return call(on_output=on_output, on_error=on_output, on_event=events.append, color="never", **kwargs)
+    except auto.errors.CommandError:
+        _raise_engine_errors(events)
+        raise
 
 
 def _preview(stack: auto.Stack, on_output: Callable[[str], None]) -> tuple[dict[str, int], str]:
-    result = stack.preview(diff=True, on_output=on_output, on_error=on_output, color="never")
-    return dict(result.change_summary or {}), ""
+    result = _automation(stack.preview, on_output, diff=True)
+    return {op: n for op, n in (result.change_summary or {}).items() if n}, ""
 
 
 def _destroy(stack: auto.Stack, on_output: Callable[[str], None]) -> tuple[dict[str, int], str]:
-    result = stack.destroy(on_output=on_output, on_error=on_output, color="never")
-    return dict(result.summary.resource_changes or {}), ""
+    result = _automation(stack.destroy, on_output)
+    return {op: n for op, n in (result.summary.resource_changes or {}).items() if n}, ""
 
 
 def print_summary(command: str, outcomes: list[Outcome], not_run: list[str], out: TextIO) -> None:

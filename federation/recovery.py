@@ -65,10 +65,12 @@ class InterruptedCreates(Exception):
 
 # ---- the state ---------------------------------------------------------------------------------
 
-def stack_cli(stack: auto.Stack, args: list[str], on_output: Optional[Callable[[str], None]] = None) -> str:
+def stack_cli(stack: auto.Stack, args: list[str], on_output: Optional[Callable[[str], None]] = None,
+              env: Optional[dict[str, str]] = None) -> str:
     """A pulumi command on this stack's workspace, through the Automation API's PulumiCommand."""
     workspace = stack.workspace
-    return workspace.pulumi_command.run([*args, "--stack", stack.name], workspace.work_dir, workspace.env_vars,
+    return workspace.pulumi_command.run([*args, "--stack", stack.name], workspace.work_dir,
+                                        {**workspace.env_vars, **(env or {})},
                                         on_output=on_output, on_error=on_output).stdout
 
 

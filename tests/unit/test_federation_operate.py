@@ -1,15 +1,21 @@
 """`python -m federation up | preview | destroy`: input refused before anything runs, the stage
 order, stopping at the first failed stage, destroy's refusal (refresh before up when an earlier
-run was interrupted: test_federation_recovery.py). No engine runs here (the Automation API is
-replaced where it would start one)."""
+run was interrupted: test_federation_recovery.py), and a stack's outcome from the engine's
+recorded events (tests/fixtures/engine). No engine runs here (the Automation API is replaced
+where it would start one)."""
 
 from __future__ import annotations
 
 import io
+import json
+import shutil
+import tempfile
+import types
 from pathlib import Path
 
 import pytest
 import yaml
+from pulumi import automation as auto
 
 from federation import __main__ as cli
 from federation import operate
@@ -180,24 +186,121 @@ def test_the_error_named_is_the_engine_diagnostic():
         "code: 255\nstdout:\nstderr: no stack named dc2"
 
 
-# The closing lines of `pulumi up --color never` (CLI 3.260.0), every kind of change in one block.
-UP_TAIL = """\
-Outputs:
-    datacenter         : "dc2"
-    federationSecretName: "consul-federation"
-
-Resources:
-    + 2 created
-    ~ 1 updated
-    +-1 replaced
-    - 1 deleted
-    9 unchanged
-
-Duration: 14s
-"""
+ENGINE = Path(__file__).parent.parent / "fixtures" / "engine"
 
 
-def test_up_change_counts_come_from_the_engine_summary_block():
-    assert operate.resource_changes(["Resources:", "    3 unchanged", ""] + UP_TAIL.splitlines()) == {
-        "create": 2, "update": 1, "replace": 1, "delete": 1, "same": 9}
-    assert operate.resource_changes(["error: update failed"]) == {}
+class PlayedCLI:
+    """The Pulumi CLI of one stack, answering `stack export` (no pending operation) and `up`,
+    whose --event-log gets a recorded event log (tests/fixtures/engine); anything else fails."""
+
+    def __init__(self, events, code=0):
+        self.events, self.code = events, code
+
+    def run(self, args, cwd, env, on_output=None, on_error=None):
+        if args[:2] == ["stack", "export"]:
+            return auto.CommandResult('{"deployment": {}}', "", 0)
+        assert args[0] == "up" and env.get("PULUMI_DEBUG_COMMANDS") == "true", (args, env)
+        if self.events:
+            shutil.copy(ENGINE / self.events, args[args.index("--event-log") + 1])
+        on_output("Updating (dc2):")
+        if self.code:
+            raise auto.errors.CommandError(auto.CommandResult("", "error: update failed", self.code))
+        return auto.CommandResult("", "", 0)
+
+
+class PlayedStack:
+    def __init__(self, cli):
+        self.name = "dc2"
+        self.workspace = types.SimpleNamespace(pulumi_command=cli, work_dir=".", env_vars={})
+
+
+def up_outcome(cli):
+    runner = operate.Runner(".", out=io.StringIO())
+    runner.stack = lambda name, create: PlayedStack(cli)
+    return runner.run("dc2", operate._up, create=True)
+
+
+def test_up_counts_the_changes_of_the_engines_summary_event():
+    outcome = up_outcome(PlayedCLI("up-changes.json"))
+    assert (outcome.ok, outcome.changes) == (True, {"create": 1, "delete": 1, "same": 2})
+
+
+@pytest.mark.parametrize("events, error", [
+    ("up-program-error.json", "the program: ValueError: consul-federation:datacenter 'dc 1' is not a valid name"),
+    ("up-resource-error.json",
+     "gossip-seed: random:index/randomPassword:RandomPassword resource 'gossip-seed' has a problem: Invalid "
+     "Attribute Value. Attribute length value must be at least 1, got: -3. Examine values at 'gossip-seed.length'.\n"
+     "gossip-seed: random:index/randomPassword:RandomPassword resource 'gossip-seed' has a problem: Invalid "
+     "Attribute Value. Attribute length value must be at least sum of min_upper + min_lower + min_numeric + "
+     "min_special, got: -3. Examine values at 'gossip-seed.length'."),
+])
+def test_a_failed_up_names_the_engines_error_diagnostics(events, error):
+    outcome = up_outcome(PlayedCLI(events, code=255))
+    assert (outcome.ok, outcome.error) == (False, error)
+
+
+def test_a_cli_that_failed_before_the_engine_reported_anything_gives_its_own_words():
+    outcome = up_outcome(PlayedCLI(None, code=255))
+    assert (outcome.ok, outcome.error) == (False, "code: 255\nstdout:\nstderr: error: update failed")
+
+
+def test_an_up_that_exits_0_without_a_summary_event_is_no_success():
+    """A log cut short (the engine killed, the CLI exiting 0 anyway) proves nothing was done."""
+    cli = PlayedCLI("up-changes.json")
+    original = (ENGINE / "up-changes.json").read_text().splitlines()
+    cut = [line for line in original if "summaryEvent" not in line]
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "cut.json").write_text("\n".join(cut) + "\n")
+        cli.events = Path(scratch) / "cut.json"
+        outcome = up_outcome(cli)
+    assert (outcome.ok, outcome.error) == (
+        False, "the engine ended without a summary event: the update did not finish")
+
+
+@pytest.mark.parametrize("failing, code", [((), 0), (("dc2",), 1)])
+def test_preview_exits_1_when_a_stack_failed(tmp_path, monkeypatch, failing, code):
+    directory = project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2", PRIMARY_REF)})
+    runner = Recorder(failing=failing)
+    monkeypatch.setattr(operate, "Runner", lambda project_dir: runner)
+    assert cli.main(["preview", "--project-dir", str(directory)]) == code
+    assert sorted(runner.ran) == ["dc1", "dc2"]
+
+
+def test_a_stack_missing_from_the_backend_fails_except_for_destroy():
+    runner = operate.Runner(".", out=io.StringIO())
+
+    def missing(name, create):
+        raise auto.errors.StackNotFoundError(auto.CommandResult("", "no stack named 'dc2' found", 255))
+
+    runner.stack = missing
+    outcome = runner.run("dc2", operate._preview)
+    assert not outcome.ok and outcome.error.startswith("stack dc2 does not exist in the backend")
+    outcome = runner.run("dc2", operate._destroy)
+    assert (outcome.ok, outcome.note) == (True, "not in the backend: nothing to destroy")
+
+
+class PlayedAutomationStack:
+    """Stack.preview and Stack.destroy of the Automation API: they hand each recorded event to
+    on_event, then fail as the CLI would."""
+
+    name = "dc2"
+
+    def __init__(self, events):
+        self.events = events
+
+    def _replay(self, on_output, on_error, on_event, color, **_):
+        assert color == "never"
+        for line in (ENGINE / self.events).read_text().splitlines():
+            on_event(auto.EngineEvent.from_json(json.loads(line)))
+        raise auto.errors.CommandError(auto.CommandResult("", "error: preview failed", 255))
+
+    preview = destroy = _replay
+
+
+@pytest.mark.parametrize("operation", [operate._preview, operate._destroy])
+def test_preview_and_destroy_name_the_engines_errors_from_its_events(operation):
+    runner = operate.Runner(".", out=io.StringIO())
+    runner.stack = lambda name, create: PlayedAutomationStack("up-program-error.json")
+    outcome = runner.run("dc2", operation)
+    assert (outcome.ok, outcome.error) == (
+        False, "the program: ValueError: consul-federation:datacenter 'dc 1' is not a valid name")
