@@ -155,6 +155,18 @@ def test_an_unreadable_cluster_settles_nothing():
     assert not stack.refreshed
 
 
+def test_a_cluster_that_cannot_even_be_named_settles_nothing():
+    """No stack file or kubeconfig to reach the cluster with: up stops, saying so."""
+    def unreachable(stack):
+        raise FileNotFoundError("no Pulumi.dc2.yaml")
+    stack = FakeStack([release()])
+    with pytest.raises(recovery.InterruptedCreates) as stopped:
+        recovery.refresh_if_pending(stack, lambda line: None, records=unreachable)
+    assert str(stopped.value) == ("cannot reach the stack's cluster to check Helm's record of the interrupted "
+                                  "release (FileNotFoundError: no Pulumi.dc2.yaml). Then run up again")
+    assert not stack.refreshed
+
+
 def test_an_interrupted_create_of_an_unknown_kind_stops_up_with_what_to_do():
     stack = FakeStack([op("creating", "dc2-thing", "aws:s3/bucket:Bucket"), op("updating", "dc2-namespace")])
     with pytest.raises(recovery.InterruptedCreates) as stopped:
@@ -196,13 +208,18 @@ def test_a_lock_left_by_a_dead_process_of_this_host_is_removed(project):
     assert said[0].endswith("which is no longer running (killed during an update): removing it (pulumi cancel)")
 
 
-@pytest.mark.parametrize("holder", ["running", "other host"])
+@pytest.mark.parametrize("holder", ["running", "other host", "no pid", "one of two running"])
 def test_a_lock_that_may_be_live_is_left_to_the_cli(project, holder):
     import socket
     if holder == "running":
         write_lock(project, os.getpid(), socket.gethostname())
-    else:
+    elif holder == "other host":
         write_lock(project, dead_pid(), "another-host")
+    elif holder == "no pid":  # a lock file without a pid says nothing of its holder
+        write_lock(project, 0, socket.gethostname())
+    else:
+        write_lock(project, dead_pid(), socket.gethostname())
+        write_lock(project, os.getpid(), socket.gethostname())
     stack = FakeStack([], backend=f"file://{project}")
     stack.work_dir = str(project)
     assert recovery.refresh_if_pending(stack, lambda line: None) == ""
