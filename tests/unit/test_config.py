@@ -126,6 +126,10 @@ def test_bad_auth_method_host_and_stack_reference():
     errors = errors_of(secondary(k8sAuthMethodHost="10.0.0.1:6443", primaryStack="a/b/c/d"))
     assert any(e.startswith("consul-federation:k8sAuthMethodHost: '10.0.0.1:6443'") for e in errors)
     assert any(e.startswith("consul-federation:primaryStack: 'a/b/c/d'") for e in errors)
+    # plain http would send the auth method's TokenReview and its token unencrypted
+    errors = errors_of(secondary(k8sAuthMethodHost="http://10.0.0.1:6443"))
+    assert errors == ["consul-federation:k8sAuthMethodHost: 'http://10.0.0.1:6443' is not valid; expected the "
+                      "Kubernetes API server URL as https://host[:port], reachable from the primary's pods"]
 
 
 def test_unknown_keys_suggest_the_nearest():

@@ -248,6 +248,16 @@ def test_secret_helm_values_make_the_release_values_secret(c):
     assert release.inputs["values"]["server"]["extraConfig"] == SECRET_VALUES["server"]["extraConfig"]
 
 
+def test_a_secret_mesh_gateway_makes_the_release_values_secret():
+    """A gateway address set with --secret (an internal DNS name) reaches the values as one."""
+    c = case("dc1")
+    gateway = {"serviceType": "NodePort", "nodePort": 30001, "wanAddress": "gw.internal.example"}
+    run = run_case(c.__class__(c.id, {**c.config, "meshGateway": gateway}, c.primary), secret_keys=("meshGateway",))
+    release = run.one(RELEASE)
+    assert release.secret_inputs == {"values"}
+    assert release.inputs["values"]["meshGateway"]["wanAddress"]["static"] == "gw.internal.example"
+
+
 def test_secret_chart_repository_and_auth_host_stay_secret():
     run = run_program(secondary(chartRepo="https://user:pw@charts.example.com"), "dc2",
                       stacks={PRIMARY_REF: primary_outputs()},
