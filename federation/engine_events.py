@@ -18,6 +18,9 @@ from pulumi import automation as auto
 EVENT_LOG_ENV = {"PULUMI_DEBUG_COMMANDS": "true"}
 # At most this many lines of one error diagnostic (a Helm failure is long; the cause is first).
 ERROR_LINES = 12
+# Steps that only read (a StackReference, a get): no change to anything, and left out of the
+# counts as the engine's own "Resources:" summary leaves them out (pkg/backend/display/diff.go).
+READ_OPS = ("read", "discard", "read-replacement")
 
 
 class EngineFailed(Exception):
@@ -52,7 +55,8 @@ def summarize(events: Iterable[auto.EngineEvent]) -> EngineRun:
     run = EngineRun()
     for event in events:
         if event.summary_event is not None:
-            run.changes = {op: n for op, n in (event.summary_event.resource_changes or {}).items() if n}
+            run.changes = {op: n for op, n in (event.summary_event.resource_changes or {}).items()
+                           if n and op not in READ_OPS}
         diagnostic = event.diagnostic_event
         if diagnostic is not None and diagnostic.severity == "error":
             run.errors.append(_error(diagnostic))

@@ -18,7 +18,7 @@ import yaml
 from pulumi import automation as auto
 
 from federation import __main__ as cli
-from federation import operate
+from federation import engine_events, operate
 
 pytestmark = pytest.mark.unit
 
@@ -223,6 +223,15 @@ def up_outcome(cli):
 def test_up_counts_the_changes_of_the_engines_summary_event():
     outcome = up_outcome(PlayedCLI("up-changes.json"))
     assert (outcome.ok, outcome.changes) == (True, {"create": 1, "delete": 1, "same": 2})
+
+
+def test_reads_are_no_changes():
+    """A StackReference is a `read` step each run: counted by the summary event, shown by the
+    engine's text summary as nothing, and so here."""
+    events = [auto.EngineEvent.from_json({"sequence": 9, "timestamp": 1, "summaryEvent": {
+        "maybeCorrupt": False, "durationSeconds": 3, "resourceChanges": {"read": 2, "same": 5, "update": 1},
+        "PolicyPacks": {}}})]
+    assert engine_events.summarize(events).changes == {"same": 5, "update": 1}
 
 
 @pytest.mark.parametrize("events, error", [
