@@ -97,7 +97,8 @@ def federation_gate(p: operate.Plan, runner: operate.Runner, timeout: float) -> 
         selected = operate.Plan(p.project, p.primary, p.secondaries, frozenset(members))
         return verify.collect(selected, runner, False, members)
 
-    running = [s for s in (p.primary, *p.secondaries) if runner.resource_counts().get(s, 0)]
+    counts = runner.resource_counts()
+    running = [s for s in (p.primary, *p.secondaries) if counts.get(s, 0)]
     before = failing(collect(running)) if running else frozenset()
     if before:
         say("failing before this up (after the wait, they stop only the last stage): "
