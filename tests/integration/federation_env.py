@@ -39,13 +39,16 @@ SECRET_KEYS = ("gossipEncryptionKey", "caKey", "replicationToken")
 LB_ADDRESS = {"dc1": "127.0.1.1", "dc2": "127.0.1.2", "dc3": "127.0.1.3"}
 ENDPOINT_ADDRESS = {"dc1": "192.0.2.11", "dc2": "192.0.2.12", "dc3": "192.0.2.13"}
 # dc1: the default LoadBalancer gateway; dc2: NodePort; dc3: a static address in front of it.
-# These planes run no pods, so no node address is known: dc2's NodePort has a static name too,
-# or verify could not see its address (the consul tier's dc2 has real pods and no name).
 GATEWAYS: dict[str, dict[str, Any]] = {
     "dc1": {},
-    "dc2": {"serviceType": "NodePort", "nodePort": 30002, "wanAddress": "dc2-gateway.consul.test"},
+    "dc2": {"serviceType": "NodePort", "nodePort": 30002},
     "dc3": {"serviceType": "ClusterIP", "wanAddress": "dc3-gateway.consul.test"},
 }
+# The integration planes run no pods, so no node address is known there: dc2's NodePort gets a
+# static name too, or verify could not see its address. (The consul tier's dc2 has real pods,
+# and a name its clusters' DNS does not know would cut it off.)
+PLANE_GATEWAYS: dict[str, dict[str, Any]] = {
+    **GATEWAYS, "dc2": {**GATEWAYS["dc2"], "wanAddress": "dc2-gateway.consul.test"}}
 
 
 def record_timing(command: str, stack: str | None, seconds: float) -> None:
@@ -74,15 +77,18 @@ class Project(ScratchProject):
     """A working copy of the project (same code) with test stack files, and the CLI to drive it."""
 
     def __init__(self, workdir: Path, tools: dict[str, str], kubeconfig: Path, name: str = "project",
-                 state: Path | None = None, passphrase: str | None = None, chart: str = CHART):
+                 state: Path | None = None, passphrase: str | None = None, chart: str = CHART,
+                 gateways: dict[str, dict[str, Any]] = GATEWAYS):
         super().__init__(workdir, tools, name, state, passphrase)
         self.kubeconfig = kubeconfig
         self.chart = consul_charts()[chart]
+        self.gateways = gateways
         self.overrides: dict[str, dict[str, Any]] = {}
 
     def sibling(self, workdir: Path, name: str) -> "Project":
         """Another working copy on the same state backend and passphrase (its own code may differ)."""
-        other = Project(workdir, self.tools, self.kubeconfig, name, self.state, self.passphrase)
+        other = Project(workdir, self.tools, self.kubeconfig, name, self.state, self.passphrase,
+                        gateways=self.gateways)
         other.chart = self.chart
         other.overrides = self.overrides
         return other
@@ -90,7 +96,7 @@ class Project(ScratchProject):
     def config(self, stack: str) -> dict[str, Any]:
         """The stack's consul-federation settings, as a user of a real cluster would write them."""
         common = {"kubeContext": stack, "kubeconfig": str(self.kubeconfig), "chartPath": self.chart}
-        gateway = {"meshGateway": GATEWAYS[stack]} if GATEWAYS[stack] else {}
+        gateway = {"meshGateway": self.gateways[stack]} if self.gateways[stack] else {}
         if stack == "dc1":
             settings = {"role": "primary", "datacenter": "dc1", **common, **gateway}
         else:
@@ -213,4 +219,5 @@ def federation(workdir: Path, datacenters: tuple[str, ...] = DATACENTERS) -> Ite
             kubeconfig, dc, planes[dc].egress_socket,
             lb_ip=LB_ADDRESS[dc], apiserver_endpoint_ip=ENDPOINT_ADDRESS[dc]))
             for dc in datacenters}
-        yield Federation(Project(workdir, tools, kubeconfig), kubeconfig, planes, harness, workdir)
+        yield Federation(Project(workdir, tools, kubeconfig, gateways=PLANE_GATEWAYS), kubeconfig, planes,
+                         harness, workdir)
