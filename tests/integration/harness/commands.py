@@ -20,7 +20,7 @@ import re
 import shlex
 from typing import Optional
 
-from .chart_table import CONTROL_PLANE, JobCommand
+from .chart_table import CONTROL_PLANE, Command
 
 __all__ = ["run_script", "argvs", "command_of", "parse_flags", "check_invocation",
            "parse_control_plane_invocations",
@@ -155,11 +155,11 @@ def parse_flags(args: list[str], interleaved: bool = False
     return flags, positionals
 
 
-def check_invocation(cmd: str, spec: JobCommand, argv: list[str]
+def check_invocation(cmd: str, spec: Command, argv: list[str]
                      ) -> tuple[dict[str, list[str]], list[str]]:
     """Flags and positionals of ``argv`` for table entry ``spec``; ValueError naming the first
     flag or positional the command does not accept."""
-    skip = 2 if cmd.startswith(CONTROL_PLANE + " ") else 1
+    skip = len(cmd.split())  # "consul-k8s-control-plane tls-init", "consul agent", "curl"
     flags, positionals = parse_flags(argv[skip:], spec.interleaved)
     unknown = sorted(set(flags) - spec.flags)
     if unknown:

@@ -16,12 +16,14 @@ PLAYED (admin client): the deployment controller (creates the ReplicaSet ``<name
 with the ``pod-template-hash`` label/selector and a controller owner reference, revision
 annotation; an upgrade with a new template creates a new ReplicaSet and scales the old ones to
 0), the replicaset and statefulset controllers and the kubelet, all as status subresource
-writes. A workload is READY when a kubelet could start its pods: every Secret/ConfigMap its
-volumes and env reference exists with every key named (``pod.blockers``), and every container
-runs something the harness table knows for its kind (``chart_table``); otherwise it has 0
-ready replicas and ``unready()`` says why, e.g. ``{"StatefulSet/consul/consul-server":
-"secret consul-federation has no key serverConfigJSON"}``. This is re-evaluated every
-``poll_interval``, so a workload becomes ready once the missing Secret appears.
+writes. A workload is READY when a kubelet could start its pods: its ServiceAccount exists,
+every Secret/ConfigMap its volumes and env reference exists with every key named
+(``pod.blockers``), and every statement every container runs is a command the harness table
+knows for its kind, with flags it accepts, or one of the line's ``workload_shell`` statements
+(``chart_table``); otherwise it has 0 ready replicas and ``unready()`` says why, e.g.
+``{"StatefulSet/consul/consul-server": "secret consul-federation has no key
+serverConfigJSON"}``. This is re-evaluated every ``poll_interval``, so a workload becomes ready
+once the missing Secret appears.
 
 NOT played: probes (a started container counts as ready: Consul, Envoy and the injector do not
 run here), ControllerRevisions, PVC binding for volumeClaimTemplates, scheduling.
@@ -30,6 +32,7 @@ run here), ControllerRevisions, PVC binding for volumeClaimTemplates, scheduling
 from __future__ import annotations
 
 import json
+import shlex
 from typing import TYPE_CHECKING, Optional
 
 from kubernetes.client.rest import ApiException
@@ -37,7 +40,7 @@ from kubernetes.client.rest import ApiException
 from localcluster.controllers import template_hash as _hash
 
 from .chart_table import ChartLine, chart_line_of
-from .commands import argvs, command_of
+from .commands import argvs, check_invocation, command_of
 from .pod import blockers
 
 if TYPE_CHECKING:
@@ -59,7 +62,8 @@ def _without_hash(template: dict) -> dict:
 
 def classify(kind: str, pod_spec: dict) -> tuple[ChartLine, list[tuple[dict, str]]]:
     """(chart line, [(container, role)]) of a workload's pod template; ValueError when its
-    images or any container's command are unknown to the table."""
+    images, any statement any container runs, or any flag of one, are unknown to the table
+    (every statement is read, as for Jobs: a known last one does not vouch for the others)."""
     line, images = chart_line_of(pod_spec)
     if line is None:
         raise ValueError(f"images {images} are of no chart line the harness knows")
@@ -67,12 +71,22 @@ def classify(kind: str, pod_spec: dict) -> tuple[ChartLine, list[tuple[dict, str
     roles = []
     for c in (pod_spec.get("initContainers") or []) + pod_spec["containers"]:
         runs = argvs(c, {})
-        cmd = command_of(runs[-1]) if runs else f"image {c.get('image')} entrypoint"
-        if cmd not in known:
-            raise ValueError(f"{kind} container {c['name']} runs {cmd!r}, unknown to chart "
-                             f"line {line.version}")
-        if known[cmd]:
-            roles.append((c, known[cmd]))
+        if not runs:
+            raise ValueError(f"{kind} container {c['name']} runs its image's entrypoint "
+                             f"({c.get('image')}), unknown to chart line {line.version}")
+        for argv in runs:
+            cmd = command_of(argv)
+            if cmd in line.workload_shell:
+                continue
+            if cmd not in known:
+                raise ValueError(f"{kind} container {c['name']} runs {shlex.join(argv)!r}, "
+                                 f"unknown to chart line {line.version}")
+            try:
+                check_invocation(cmd, known[cmd].command, argv)
+            except ValueError as e:
+                raise ValueError(f"{kind} container {c['name']}: {e}") from None
+            if known[cmd].role:
+                roles.append((c, known[cmd].role))
     return line, roles
 
 
