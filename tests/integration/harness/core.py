@@ -11,9 +11,13 @@ webhook-cert-manager, the injector's ProxyDefaults lookups): the real RBAC of th
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
+import json
 import logging
 import os
+import socket
+import ssl
 import threading
 import time
 from typing import Callable, Optional
@@ -24,6 +28,7 @@ from kubernetes.client.rest import ApiException
 
 from .config_entries import ConfigEntries
 from .deletion import Deletions
+from .errors import TRANSPORT_ERRORS, HarnessError
 from .faults import Faults
 from .jobs import Jobs
 from .loadbalancer import ApiserverEndpoints, LoadBalancers
@@ -156,6 +161,40 @@ class ClusterHarness:
                 self._tokens[key] = cached
         return client.ApiClient(configuration=cached[1])
 
+    def apiserver_ca(self) -> bytes:
+        """The cluster CA the kubeconfig trusts (what a token Secret's ``ca.crt`` holds)."""
+        with open(self._cfg.ssl_ca_cert, "rb") as f:
+            return f.read()
+
+    def token_review(self, url: str, token: str, ca_pem: bytes) -> tuple[int, dict]:
+        """(status, answer) of a TokenReview of ``token``, authenticated by it, at ``url``, as
+        a client outside the cluster makes it: TLS verified against ``ca_pem`` for the URL's
+        host. Only this cluster's API server answers, at its Endpoints address
+        (``https://<apiserver_endpoint_ip>:<port>``, reached at its real loopback address);
+        any other URL is a HarnessError, never dialled."""
+        target = urlparse(url)
+        own = (self.apiserver_endpoint_ip, self.apiserver_port)
+        if target.scheme != "https" or (target.hostname, target.port or 443) != own:
+            raise HarnessError(f"{url} is not this cluster's API server (https://{own[0]}:"
+                               f"{own[1]}); the harness dials no other address")
+        ctx = ssl.create_default_context(cadata=ca_pem.decode())
+        body = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                           "spec": {"token": token}}).encode()
+        real = urlparse(self._cfg.host)
+        with socket.create_connection((real.hostname, real.port), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname=target.hostname) as tls:
+            tls.sendall(b"POST /apis/authentication.k8s.io/v1/tokenreviews HTTP/1.1\r\n"
+                        + f"Host: {target.netloc}\r\nAuthorization: Bearer {token}\r\n"
+                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                          f"Connection: close\r\n\r\n".encode() + body)
+            response = http.client.HTTPResponse(tls)
+            response.begin()
+            answer = response.read()
+        try:
+            return response.status, json.loads(answer)
+        except ValueError:
+            return response.status, {"message": answer[:200].decode(errors="replace")}
+
     def kubernetes_service_ip(self) -> str:
         """ClusterIP of ``default/kubernetes`` (what pods get as KUBERNETES_SERVICE_HOST)."""
         if self._service_ip is None:
@@ -269,27 +308,36 @@ class ClusterHarness:
 
     def poll_loop(self, name: str, step: Callable[[], None],
                   wake: Optional[threading.Event] = None) -> None:
-        """Run ``step`` every ``poll_interval`` (or when ``wake`` is set) until stopped; a
-        409 is a race with another writer (the next pass sees it), other API errors are
-        recorded once."""
+        """Run ``step`` (one ``run_pass``) every ``poll_interval`` (or when ``wake`` is set)
+        until stopped."""
         while not self.stopping.is_set():
-            try:
-                step()
-            except ApiException as e:
-                if self.stopping.is_set():
-                    return
-                if e.status == 409:
-                    self.log.info("%s: conflict, retrying: %s", name, e.reason)
-                else:
-                    self.error_once("%s: %s %s", name, e.status, e.reason)
-            except Exception as e:  # connection reset, read timeout: next pass
-                if not self.stopping.is_set():
-                    self.log.warning("%s interrupted: %r", name, e)
+            self.run_pass(name, step)
             if wake is None:
                 self.sleep(self.poll_interval)
             else:
                 wake.wait(self.poll_interval)
                 wake.clear()
+
+    def run_pass(self, name: str, step: Callable[[], None]) -> None:
+        """One pass of a loop: a 409 is a race with another writer (the next pass sees it), a
+        dropped connection is retried next pass, anything else (other API errors, a harness
+        bug) is recorded once in ``errors()``, where the test sees it."""
+        try:
+            step()
+        except ApiException as e:
+            if self.stopping.is_set():
+                return
+            if e.status == 409:
+                self.log.info("%s: conflict, retrying: %s", name, e.reason)
+            else:
+                self.error_once("%s: %s %s", name, e.status, e.reason)
+        except TRANSPORT_ERRORS as e:
+            if not self.stopping.is_set():
+                self.log.warning("%s interrupted: %r", name, e)
+        except Exception as e:
+            if not self.stopping.is_set():
+                self.error_once("%s: %r", name, e)
+                self.log.exception("%s failed", name)
 
     def start(self) -> "ClusterHarness":
         if self._started:

@@ -23,6 +23,8 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.dynamic.resource import ResourceList
 
+from .errors import TRANSPORT_ERRORS
+
 if TYPE_CHECKING:
     from .core import ClusterHarness
 
@@ -57,9 +59,13 @@ class Deletions:
                         types.append(r)
                     discovered_at = time.monotonic()
                 self.finish(types)
-            except Exception as e:  # API errors, connection resets: rediscover, next pass
+            except (ApiException, ResourceNotFoundError, *TRANSPORT_ERRORS) as e:  # rediscover
                 if not self.h.stopping.is_set():
                     self.h.log.warning("deletion loop: %r", e)
+                    discovered_at = 0.0
+            except Exception as e:  # a harness bug: the test sees it
+                if not self.h.stopping.is_set():
+                    self.h.error_once("deletion loop: %r", e)
                     discovered_at = 0.0
             self.h.sleep(self.h.poll_interval)
 

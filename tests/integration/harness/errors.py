@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["HarnessError", "NotYet", "StopNow"]
+import urllib3
+
+__all__ = ["HarnessError", "NotYet", "StopNow", "TRANSPORT_ERRORS"]
+
+# A connection to the API server dropped, refused or timed out: a loop tries again next pass.
+# Anything else a loop meets reaches the test through ``ClusterHarness.errors()``.
+TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
 
 
 class HarnessError(RuntimeError):
