@@ -35,7 +35,8 @@ DATACENTERS = ("dc1", "dc2", "dc3")
 SECRET_KEYS = ("gossipEncryptionKey", "caKey", "replicationToken")
 # What the harness plays for each cluster: the load balancer's ingress address (loopback; nothing
 # dials it) and the default/kubernetes Endpoints address (RFC 5737 documentation range, a
-# placeholder the program copies into k8sAuthMethodHost; nothing dials it either).
+# placeholder the program copies into k8sAuthMethodHost; the API server's certificate names it,
+# and the harness reaches it there only at the server's loopback address, never dialling it).
 LB_ADDRESS = {"dc1": "127.0.1.1", "dc2": "127.0.1.2", "dc3": "127.0.1.3"}
 ENDPOINT_ADDRESS = {"dc1": "192.0.2.11", "dc2": "192.0.2.12", "dc3": "192.0.2.13"}
 # dc1: the default LoadBalancer gateway; dc2: NodePort; dc3: a static address in front of it.
@@ -212,7 +213,8 @@ def federation(workdir: Path, datacenters: tuple[str, ...] = DATACENTERS) -> Ite
     on each, and a project whose stacks point at them."""
     tools = {**ensure("chart"), **ensure("engine"), **ensure("cluster")}
     with contextlib.ExitStack() as stack:
-        planes = {dc: stack.enter_context(ControlPlane(dc, workdir, tools["ETCD"], tools["KUBE_APISERVER"]))
+        planes = {dc: stack.enter_context(ControlPlane(dc, workdir, tools["ETCD"], tools["KUBE_APISERVER"],
+                                                       extra_sans=[ENDPOINT_ADDRESS[dc]]))
                   for dc in datacenters}
         kubeconfig = write_kubeconfig(workdir / "kubeconfig", list(planes.values()))
         harness = {dc: stack.enter_context(ClusterHarness(

@@ -13,16 +13,22 @@ PLAYED (one module each, each docstring says exactly what and how):
 
 - ``jobs``: the kubelet + job controller + the Job's own command, fail closed;
 - ``workloads``: Deployment/ReplicaSet/StatefulSet readiness exactly as Helm's wait reads it,
-  ready only when a kubelet could start the pods (Secrets, ConfigMaps and keys present);
+  ready only when a kubelet could start the pods (ServiceAccount, Secrets, ConfigMaps and keys
+  present) and every statement and flag of every container is known;
 - ``webhooks``: webhook-cert-manager, the connect injector's admission server, the egress
   CONNECT proxy the apiserver reaches webhooks through;
 - ``loadbalancer``: LoadBalancer ingress (loopback) and the ``default/kubernetes`` Endpoints
   (an RFC 5737 placeholder address);
-- ``config_entries``: the injector's config-entry controller marking ProxyDefaults Synced
-  (no Consul: played once the injector is ready, as its ServiceAccount);
+- ``config_entries``: the injector's config-entry controller setting ProxyDefaults Synced
+  from its own check of the entry (a running server to write to, a name and mode Consul
+  takes), as its ServiceAccount;
 - ``deletion``: garbage collector and namespace controller;
 - ``faults``: what a test makes go wrong on purpose (``fail_jobs``: Jobs failing as Kubernetes
   fails them, BackoffLimitExceeded).
+
+Fail closed: what the harness does not know (a command, flag, fieldRef, file, webhook) is
+refused with the reason, and a loop's pass that meets anything but a dropped connection or a
+write conflict is recorded in ``errors()``, which the tests assert empty.
 
 What each chart line runs is data (``chart_table``); ``pod`` is the kubelet's view of a pod
 spec; ``commands`` reads container commands as the pod would run them.

@@ -24,7 +24,11 @@ PLAYED, fail closed. Every unsuspended, unfinished Job in any namespace is "run"
      Without ``-acl-replication-token-file`` (the primary) it stores the bootstrap token in
      ``<prefix>-bootstrap-acl-token``; with ``-create-acl-replication-token`` the replication
      token in ``<prefix>-acl-replication-acl-token`` (both key ``token``); with
-     ``-acl-replication-token-file`` (a secondary) it reads that mounted file. With dataplanes
+     ``-acl-replication-token-file`` (a secondary) it reads that mounted file, which must not be
+     empty. A secondary (its servers' ``primary_datacenter`` is another datacenter) without it
+     FAILS (Consul bootstraps ACLs only in the primary). A secondary's ``-auth-method-host`` is
+     called as the primary's servers will call it: a TokenReview there with the auth method's
+     token must come back authenticated (``_review_at_auth_method_host``). With dataplanes
      (chart >= 1.0) no other Secret is referenced by the chart's pods.
    - ``create-federation-secret``: writes ``<prefix>-federation`` (``caCert``/``caKey`` from
      the mounted files, ``replicationToken`` from the replication Secret with
@@ -63,6 +67,7 @@ import base64
 import json
 import re
 import shlex
+import ssl
 import threading
 import time
 import uuid
@@ -76,7 +81,7 @@ from localcluster.pki import issue_cert, make_ca
 
 from .chart_table import CONSUL_SERVER, CONTROL_PLANE, MESH_GATEWAY, chart_line_of
 from .commands import argvs, check_invocation, command_of, flag, flag_bool, run_script
-from .errors import HarnessError, NotYet, StopNow
+from .errors import TRANSPORT_ERRORS, HarnessError, NotYet, StopNow
 from .faults import BACKOFF_LIMIT_MESSAGE
 from .pod import PodView, blockers, read_data
 from .records import JobRecord
@@ -188,9 +193,15 @@ class Jobs:
                         self._maybe_run(ev["object"])
                     if self.h.stopping.is_set():
                         break
-            except Exception as e:  # 410 Gone, connection reset, read timeout: re-list
+            except (ApiException, *TRANSPORT_ERRORS) as e:  # 410 Gone, reset, timeout: re-list
                 if not self.h.stopping.is_set():
                     self.h.log.info("job watch interrupted (%r); re-listing", e)
+                    rv = None
+                    self.h.sleep(_RETRY)
+            except Exception as e:  # a harness bug: the test sees it, the watch goes on
+                if not self.h.stopping.is_set():
+                    self.h.error_once("job watch: %r", e)
+                    self.h.log.exception("job watch failed")
                     rv = None
                     self.h.sleep(_RETRY)
 
@@ -424,17 +435,60 @@ class Jobs:
     def _server_acl_init(self, r: _Run) -> None:
         prefix, ns = r.need("resource-prefix", "k8s-namespace")
         core = client.CoreV1Api(r.sa)
+        datacenter, primary = self._server_datacenters(ns)
+        secondary = primary not in ("", datacenter)
         replication_file = r.f("acl-replication-token-file")
         if replication_file:
             if not r.pod.read_file(replication_file).strip():
                 raise HarnessError(f"{replication_file} is empty")
+        elif secondary:
+            raise HarnessError(
+                f"datacenter {datacenter} is a secondary of {primary} and no "
+                f"-acl-replication-token-file is set, so server-acl-init would bootstrap its "
+                f"servers' ACLs, which Consul allows only in the primary datacenter (it answers "
+                f"'ACL support disabled')")
         elif self._get_secret(core, ns, f"{prefix}-bootstrap-acl-token") is None:
             self._create_secret(core, ns, f"{prefix}-bootstrap-acl-token",
                                 {"token": str(uuid.uuid4()).encode()})
+        if secondary and r.f("auth-method-host"):
+            self._review_at_auth_method_host(r, core, prefix, ns, r.f("auth-method-host"))
         if flag_bool(r.flags, "create-acl-replication-token") and \
                 self._get_secret(core, ns, f"{prefix}-acl-replication-acl-token") is None:
             self._create_secret(core, ns, f"{prefix}-acl-replication-acl-token",
                                 {"token": str(uuid.uuid4()).encode()})
+
+    def _review_at_auth_method_host(self, r: _Run, core: client.CoreV1Api, prefix: str,
+                                    ns: str, host: str) -> None:
+        """What the primary's servers do with the global auth method this creates, at every
+        login from this datacenter: a TokenReview at ``host`` with the auth method's JWT (the
+        ``<prefix>-auth-method`` token Secret, read as upstream reads it). Played at once: the
+        host must be this cluster's API server (its Endpoints address), trusted with the
+        Secret's ``ca.crt``, and must say the token is authenticated."""
+        sa_name = secret_name = f"{prefix}-auth-method"
+        core.read_namespaced_service_account(sa_name, ns, _request_timeout=REQUEST_TIMEOUT)
+        secret = core.read_namespaced_secret(secret_name, ns, _request_timeout=REQUEST_TIMEOUT)
+        if secret.type != "kubernetes.io/service-account-token":
+            raise HarnessError(f"found no secret of type 'kubernetes.io/service-account-token' "
+                               f"associated with the {sa_name} service account")
+        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        token = data.get("token", b"").decode()
+        if not token:  # no token controller runs here: its token, bound to the Secret
+            token = self.h.core().create_namespaced_service_account_token(
+                sa_name, ns, {"spec": {"boundObjectRef": {
+                    "apiVersion": "v1", "kind": "Secret", "name": secret_name,
+                    "uid": secret.metadata.uid}}},
+                _request_timeout=REQUEST_TIMEOUT).status.token
+        ca = data.get("ca.crt") or self.h.apiserver_ca()
+        try:
+            status, answer = self.h.token_review(host, token, ca)
+        except (ssl.SSLError, OSError) as e:
+            raise HarnessError(f"-auth-method-host {host}: the TokenReview the primary's "
+                               f"servers make there fails: {e}") from e
+        authenticated = (answer.get("status") or {}).get("authenticated")
+        if status != 201 or not authenticated:
+            raise HarnessError(f"-auth-method-host {host}: the TokenReview the primary's "
+                               f"servers make with the {sa_name} token answered {status}: "
+                               f"{answer.get('message') or answer.get('status')}")
 
     def _create_federation_secret(self, r: _Run) -> None:
         prefix, ns, ca_file, key_file, gw = r.need(
@@ -465,13 +519,19 @@ class Jobs:
 
     def _datacenter(self, ns: str) -> str:
         """What Consul's ``/agent/self`` would say: the running servers' datacenter."""
+        return self._server_datacenters(ns)[0]
+
+    def _server_datacenters(self, ns: str) -> tuple[str, str]:
+        """(datacenter, primary_datacenter) of the running servers of ``ns``, from their
+        ``-datacenter`` flag or their config (primary "" when none is set)."""
         for srv in self.h.workloads.running(CONSUL_SERVER):
             if srv.namespace != ns:
                 continue
+            datacenter, primary = "", ""
             for argv in argvs(srv.container, {}):
                 flags = [a for a in argv if a.startswith("-datacenter")]
                 if flags and "=" in flags[-1]:
-                    return flags[-1].split("=", 1)[1]
+                    datacenter = flags[-1].split("=", 1)[1]
             for vol in srv.pod_spec.get("volumes") or []:
                 cm = (vol.get("configMap") or {}).get("name")
                 for value in (read_data(self.h, "configmap", ns, cm) or {}).values() if cm \
@@ -480,9 +540,12 @@ class Jobs:
                         doc = json.loads(value)
                     except ValueError:
                         continue
-                    if isinstance(doc, dict) and doc.get("datacenter"):
-                        return doc["datacenter"]
-            raise HarnessError(f"cannot tell the datacenter of {srv.kind} {ns}/{srv.name}")
+                    if isinstance(doc, dict):
+                        datacenter = datacenter or doc.get("datacenter") or ""
+                        primary = primary or doc.get("primary_datacenter") or ""
+            if not datacenter:
+                raise HarnessError(f"cannot tell the datacenter of {srv.kind} {ns}/{srv.name}")
+            return datacenter, primary
         raise NotYet(f"no Consul server is running in namespace {ns}")
 
     def _gateway_wan_addrs(self, ns: str, consul_service: str) -> list[str]:

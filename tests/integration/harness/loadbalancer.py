@@ -10,8 +10,9 @@ PLAYED, the apiserver's endpoint reconciler: the control planes run with
 advertise address, which Endpoints validation rejects. The harness writes ``default/kubernetes``
 Endpoints with ONE address, ``apiserver_endpoint_ip`` from the RFC 5737 documentation range
 (default 192.0.2.10), and port ``https`` = the apiserver's secure port. It is a PLACEHOLDER:
-nothing ever dials it. The Pulumi program copies it into a secondary's ``k8sAuthMethodHost``
-(which only Consul's server-acl-init would call, and Consul does not run here).
+nothing ever dials it. The Pulumi program copies it into a secondary's ``k8sAuthMethodHost``;
+the harness's TokenReview for server-acl-init (``ClusterHarness.token_review``) reaches that
+URL at the apiserver's real loopback address, verifying the certificate for the placeholder.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """What a kubelet checks before a pod's containers start, and what they would then see.
 
-PLAYED (kubelet): ``blockers(pod_spec)`` lists why a pod of this template could not start: a
-missing Secret/ConfigMap behind a non-optional volume, ``envFrom`` or ``*KeyRef``; a key named
+PLAYED (kubelet): ``blockers(pod_spec)`` lists why a pod of this template could not start: its
+ServiceAccount missing (the ServiceAccount admission plugin refuses the pod); a missing
+Secret/ConfigMap behind a non-optional volume, ``envFrom`` or ``*KeyRef``; a key named
 in a volume's ``items`` or a ``*KeyRef`` that the object lacks (the kubelet's "couldn't find
 key" mount error / CreateContainerConfigError); a volume type the harness does not play.
 ``PodView`` gives a container's environment (``fieldRef`` metadata and status fields, the
-``KUBERNETES_SERVICE_*`` variables, ``*KeyRef`` values) and reads files through its
-volumeMounts -> volumes -> Secret/ConfigMap items, as the mounted volume would show them.
+``KUBERNETES_SERVICE_*`` variables, ``*KeyRef`` values; a ``fieldRef`` it does not play is an
+error, never an empty string) and reads files through its volumeMounts -> volumes ->
+Secret/ConfigMap items, as the mounted volume would show them (a path on no played volume is
+an error, never "absent").
 Secrets and ConfigMaps are read with the admin client, as the kubelet reads them with its
 node credentials.
 """
@@ -69,10 +72,26 @@ def _check_source(h, ns: str, kind: str, src: dict, cache: dict) -> Optional[str
     return None
 
 
+def _service_account_missing(h: "ClusterHarness", ns: str, pod_spec: dict) -> Optional[str]:
+    """The ServiceAccount admission plugin refuses a pod whose ServiceAccount does not exist
+    (no namespace here has a ``default`` one: no controller makes it)."""
+    name = pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default"
+    try:
+        h.core().read_namespaced_service_account(name, ns, _request_timeout=REQUEST_TIMEOUT)
+    except ApiException as e:
+        if e.status == 404:
+            return f"serviceaccount {name} does not exist"
+        raise
+    return None
+
+
 def blockers(h: "ClusterHarness", ns: str, pod_spec: dict) -> list[str]:
     """Why a pod with this spec would not start (empty: it would)."""
     out: list[str] = []
     cache: dict = {}
+    missing = _service_account_missing(h, ns, pod_spec)
+    if missing:
+        out.append(missing)
     for vol in pod_spec.get("volumes") or []:
         src = _source(vol)
         if src is not None:
@@ -127,12 +146,17 @@ class PodView:
                 continue
             vf = e.get("valueFrom") or {}
             if "fieldRef" in vf:
-                env[e["name"]] = {
+                fields = {
                     "metadata.namespace": self.ns, "metadata.name": self.pod_name,
                     "status.hostIP": self.h.node_ip, "status.podIP": self.h.node_ip,
                     "spec.nodeName": self.h.node_name,
                     "spec.serviceAccountName": self.pod_spec.get("serviceAccountName", ""),
-                }.get(vf["fieldRef"]["fieldPath"], "")
+                }
+                path = vf["fieldRef"]["fieldPath"]
+                if path not in fields:
+                    raise HarnessError(f"env {e['name']}: fieldRef {path} is not played "
+                                       f"(played: {', '.join(sorted(fields))})")
+                env[e["name"]] = fields[path]
             elif "secretKeyRef" in vf or "configMapKeyRef" in vf:
                 ref = vf.get("secretKeyRef") or vf.get("configMapKeyRef")
                 kind = "secret" if "secretKeyRef" in vf else "configmap"
@@ -144,6 +168,21 @@ class PodView:
         return env
 
     def read_file(self, path: str) -> bytes:
+        data = self._mounted(path)
+        if data is None:
+            raise NotYet(f"{path}: its volume holds no such key or item (yet)")
+        return data
+
+    def has_file(self, path: str) -> bool:
+        """Whether ``path`` exists in the container (a file the command treats as optional).
+        Only a file its mounted volume does not hold is absent; a path on no volume, or a
+        volume that is not played, is an error: the image's own files are not known here."""
+        return self._mounted(path) is not None
+
+    def _mounted(self, path: str) -> Optional[bytes]:
+        """The bytes of ``path`` through the container's volumeMounts; None when the Secret or
+        ConfigMap behind its volume holds no such key or item; HarnessError when no mounted
+        volume the harness plays covers it."""
         mounts = sorted(self.container.get("volumeMounts") or [],
                         key=lambda m: len(m["mountPath"]), reverse=True)
         for m in mounts:
@@ -168,21 +207,7 @@ class PodView:
             items = ref.get("items")
             if items:
                 item = next((i for i in items if i["path"] == rel), None)
-                if item is None:
-                    raise HarnessError(f"{path}: no item of volume {vol['name']} is {rel}")
-                key = item["key"]
-            else:
-                key = rel
-            if key not in data:
-                raise NotYet(f"{kind} {obj_name} has no key {key}")
-            return data[key]
+                return None if item is None else data.get(item["key"])
+            return data.get(rel)
         raise HarnessError(f"{path} is on no mounted volume of container "
                            f"{self.container['name']}")
-
-    def has_file(self, path: str) -> bool:
-        """Whether ``path`` exists in the container (a file the command treats as optional)."""
-        try:
-            self.read_file(path)
-            return True
-        except (HarnessError, NotYet):
-            return False

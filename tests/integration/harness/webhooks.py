@@ -24,7 +24,9 @@ PLAYED:
   the name must be ``global`` and no other ProxyDefaults may exist (listed as the injector's
   ServiceAccount); on CREATE and UPDATE ``spec.meshGateway.mode`` must be one of "remote",
   "local", "none", "" (``shared_types.go`` ``MeshGateway.validate``). Other ProxyDefaults
-  fields are not validated. A path not in the table is DENIED and recorded in ``errors()``.
+  fields are not validated. A path not in the table is DENIED and recorded in ``errors()``, as
+  is a request sent by a webhook configuration or webhook the table does not name for that
+  path (the callers are found from the configurations' services, paths and rules).
   Every answer is recorded (``admissions()``).
 * the network: the apiserver sends its ``cluster`` egress as HTTP CONNECT over the Unix socket
   ``egress_socket``; the proxy tunnels ``CONNECT <clusterIP|svc.ns.svc>:<port>`` to the server
@@ -54,7 +56,8 @@ from localcluster.pki import issue_cert, make_ca
 
 from .chart_table import CERT_MANAGER, WEBHOOK_SERVER
 from .commands import flag, parse_control_plane_invocations
-from .errors import HarnessError, NotYet
+from .config_entries import mesh_gateway_mode_problem
+from .errors import TRANSPORT_ERRORS, HarnessError, NotYet
 from .pod import PodView
 from .records import AdmissionRecord
 
@@ -65,7 +68,6 @@ if TYPE_CHECKING:
 __all__ = ["Webhooks", "server_context"]
 
 REQUEST_TIMEOUT = (5, 30)
-MESH_GATEWAY_MODES = ("remote", "local", "none", "")
 _PROXYDEFAULTS = ("consul.hashicorp.com", "v1alpha1", "proxydefaults")
 
 
@@ -141,9 +143,13 @@ class Webhooks:
                         self.event.set()
                         if self.h.stopping.is_set():
                             return
-                except Exception as e:  # connection reset, read timeout: watch again
+                except (ApiException, *TRANSPORT_ERRORS) as e:  # reset, timeout: watch again
                     if not self.h.stopping.is_set():
                         self.h.log.debug("webhook configuration watch interrupted (%r)", e)
+                        self.h.sleep(1.0)
+                except Exception as e:  # a harness bug: the test sees it
+                    if not self.h.stopping.is_set():
+                        self.h.error_once("webhook configuration watch: %r", e)
                         self.h.sleep(1.0)
 
     # ---- one pass: cert manager, then routes ---------------------------------------------------
@@ -379,9 +385,13 @@ class Webhooks:
         name = req.get("name") or (obj.get("metadata") or {}).get("name") or ""
         op = req.get("operation", "")
         known = server is not None and any(p == path for _, p in server.line.webhooks)
+        stranger = None if not known else self._stranger_caller(server, server_name, path, req)
         if not known:
             allowed, message = False, f"harness: no webhook of the chart table is served at " \
                                       f"{path}"
+            self.h.error(message)
+        elif stranger:
+            allowed, message = False, f"harness: {stranger}"
             self.h.error(message)
         elif path.endswith("-proxydefaults"):
             allowed, message = self._proxydefaults(server, op, name, obj)
@@ -404,6 +414,38 @@ class Webhooks:
         return 200, {"apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
                      "kind": "AdmissionReview", "response": response}
 
+    def _stranger_caller(self, server: "Running", server_name: Optional[str], path: str,
+                         req: dict) -> Optional[str]:
+        """Why the webhooks that send this request here are not the chart's (None: they are).
+        The request does not name its webhook, so the callers are found as the apiserver
+        finds them: every webhook of every configuration whose service and path are this
+        server's and whose rules match the request."""
+        svc, _, ns = (server_name or "").removesuffix(".cluster.local").removesuffix(".svc") \
+            .partition(".")
+        res = req.get("resource") or {}
+        sub = req.get("subResource") or ""
+        what = f"{req.get('operation')} {res.get('group') or 'core'}/{res.get('version')}/" \
+               f"{res.get('resource')}{'/' + sub if sub else ''}"
+        admreg = self.h.admreg()
+        callers = []
+        for kind, lister in (("Mutating", admreg.list_mutating_webhook_configuration),
+                             ("Validating", admreg.list_validating_webhook_configuration)):
+            for cfg in lister(_request_timeout=REQUEST_TIMEOUT).items:
+                for w in cfg.webhooks or []:
+                    ref = w.client_config.service
+                    if ref is None or (ref.name, ref.namespace, ref.path or "/") != \
+                            (svc, ns, path):
+                        continue
+                    if any(_rule_matches(r, req, res, sub) for r in w.rules or []):
+                        callers.append((kind, cfg.metadata.name, w.name))
+        if not callers:
+            return f"no webhook configuration sends {what} to {svc}.{ns} at {path}"
+        for kind, cfg_name, hook in callers:
+            if not server.line.webhook_known(kind, hook, path, cfg_name):
+                return (f"{kind}WebhookConfiguration {cfg_name} webhook {hook} sends {what} to "
+                        f"{path}: not the chart's (chart line {server.line.version})")
+        return None
+
     def _proxydefaults(self, server: "Running", op: str, name: str, obj: dict
                        ) -> tuple[bool, str]:
         """upstream ProxyDefaultsWebhook.Handle (control-plane/api/v1alpha1)."""
@@ -420,12 +462,8 @@ class Webhooks:
             if existing.get("items"):
                 return False, ("ProxyDefaults resource already defined - only one global "
                                "entry is supported")
-        mode = ((obj.get("spec") or {}).get("meshGateway") or {}).get("mode", "")
-        if mode not in MESH_GATEWAY_MODES:
-            return False, (f'ProxyDefaults.consul.hashicorp.com "{name}" is invalid: '
-                           f'spec.meshGateway.mode: Invalid value: "{mode}": must be one of '
-                           + ", ".join(f'"{m}"' for m in MESH_GATEWAY_MODES))
-        return True, ""
+        problem = mesh_gateway_mode_problem(name, obj)
+        return problem is None, problem or ""
 
     # ---- HTTP CONNECT proxy on the apiserver's egress socket ---------------------------------
 
@@ -546,3 +584,22 @@ class Webhooks:
                         dst.setblocking(False)
         finally:
             sel.close()
+
+
+def _rule_matches(rule, req: dict, res: dict, sub: str) -> bool:
+    """Whether a webhook rule (apiGroups, apiVersions, operations, resources: "*", "r",
+    "r/sub", "*/sub", "r/*", "*/*") matches the request, as the apiserver reads it."""
+    def any_of(values, value) -> bool:
+        return "*" in (values or []) or value in (values or [])
+
+    if not (any_of(rule.api_groups, res.get("group", "")) and
+            any_of(rule.api_versions, res.get("version", "")) and
+            any_of(rule.operations, req.get("operation", ""))):
+        return False
+    for pattern in rule.resources or []:
+        name, _, pattern_sub = pattern.partition("/")
+        if name not in ("*", res.get("resource")):
+            continue
+        if (not sub and "/" not in pattern) or (sub and pattern_sub in ("*", sub)):
+            return True
+    return False
