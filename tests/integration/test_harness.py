@@ -27,13 +27,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 import harness as H
 from harness.jobs import Jobs, plan_job
 from harness.workloads import classify
 from localcluster.pki import issue_cert, make_ca
-from stack_matrix import CASES, case
+from stack_matrix import CASES, Case, case
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +44,7 @@ GOSSIP_SECRET, GOSSIP_KEY = "consul-gossip-encryption-key", "key"
 FEDERATION = f"{PREFIX}-federation"
 LB_IP = "127.0.0.2"
 ENDPOINT_IP = "192.0.2.10"
+ENDPOINT_IP_DC2 = "192.0.2.20"
 
 logging.basicConfig(level=logging.INFO)
 
@@ -191,6 +193,48 @@ def test_job_table_fails_closed():
         "consul-k8s-control-plane tls-init"]
 
 
+def _server_spec(script: str) -> dict:
+    return {"containers": [{"name": "consul", "image": "hashicorp/consul:2.0.0",
+                            "command": ["/bin/sh", "-ec", script]}]}
+
+
+def test_workload_table_fails_closed():
+    """Every statement of a workload's script and every flag is checked, as for Jobs: a known
+    last statement does not vouch for what runs before it."""
+    agent = "exec /usr/local/bin/docker-entrypoint.sh consul agent -config-dir=/consul/config"
+    for spec, message in (
+            (_server_spec(f"rm -rf /consul/data\n{agent}"), "'rm -rf /consul/data'"),
+            (_server_spec(f"{agent} -no-such-flag=1"), "unknown flag -no-such-flag"),
+            ({"containers": [{"name": "consul", "image": "hashicorp/consul:2.0.0"}]},
+             "runs its image's entrypoint")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            classify("StatefulSet", spec)
+    line, roles = classify("StatefulSet", _server_spec(
+        f'cp /a /b\n[ -n "${{HOST_IP}}" ] && sed -Ei "s|HOST_IP|x|g" /b\n{agent}'))
+    assert line.version == "2.0" and [role for _, role in roles] == ["consul-server"]
+
+
+def test_a_failing_pass_reaches_the_test_and_a_dropped_connection_does_not(tmp_path):
+    """A loop's pass that raises anything but a dropped connection or a 409 is in errors()."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: t}}]\n")
+    h = H.ClusterHarness(kubeconfig, "c", tmp_path / "egress.sock")
+
+    def boom():
+        raise KeyError("status")
+
+    def dropped():
+        raise ConnectionResetError("reset by peer")
+
+    h.run_pass("probe", boom)
+    h.run_pass("probe", dropped)
+    h.run_pass("probe", lambda: (_ for _ in ()).throw(ApiException(status=409)))
+    assert h.errors() == ["probe: KeyError('status')"]
+
+
 def test_every_job_command_has_a_side_effect():
     """The table and the handlers are the same set: no command without its effect, no
     effect without a command."""
@@ -268,13 +312,16 @@ def planes(tools, tmp_path_factory):
     """Two real control planes, dc1 and dc2, one kubeconfig, and a harness on each."""
     from localcluster.controlplane import ControlPlane, write_kubeconfig
     workdir = tmp_path_factory.mktemp("hns")  # short: the egress socket path is limited
-    with ControlPlane("dc1", workdir, tools["ETCD"], tools["KUBE_APISERVER"]) as dc1, \
-            ControlPlane("dc2", workdir, tools["ETCD"], tools["KUBE_APISERVER"]) as dc2:
+    with ControlPlane("dc1", workdir, tools["ETCD"], tools["KUBE_APISERVER"],
+                      extra_sans=[ENDPOINT_IP]) as dc1, \
+            ControlPlane("dc2", workdir, tools["ETCD"], tools["KUBE_APISERVER"],
+                         extra_sans=[ENDPOINT_IP_DC2]) as dc2:
         kubeconfig = write_kubeconfig(workdir / "kubeconfig", [dc1, dc2])
         with H.ClusterHarness(kubeconfig, "dc1", dc1.egress_socket, lb_ip=LB_IP,
                               apiserver_endpoint_ip=ENDPOINT_IP, job_timeout=60) as h1, \
-                H.ClusterHarness(kubeconfig, "dc2", dc2.egress_socket,
-                                 job_timeout=60) as h2:
+                H.ClusterHarness(kubeconfig, "dc2", dc2.egress_socket,  # its server-acl-init
+                                 apiserver_endpoint_ip=ENDPOINT_IP_DC2,  # waits for servers
+                                 job_timeout=180) as h2:
             yield {"kubeconfig": kubeconfig, "dc1": h1, "dc2": h2,
                    "ports": {"dc1": dc1.port, "dc2": dc2.port}}
 
@@ -295,8 +342,14 @@ def _secret(h, name, ns=NAMESPACE) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in (s.data or {}).items()}
 
 
-def _values(case_id: str) -> dict:
-    return case(case_id).on_chart(CHART).chart_values()
+def _values(case_id: str, **config) -> dict:
+    c = case(case_id).on_chart(CHART)
+    return Case(c.id, {**c.config, **config}, c.primary).chart_values()
+
+
+def _auth_method_host(planes) -> str:
+    """dc2's API server at its Endpoints address, as the program derives k8sAuthMethodHost."""
+    return f"https://{ENDPOINT_IP_DC2}:{planes['ports']['dc2']}"
 
 
 @pytest.fixture(scope="module")
@@ -368,6 +421,18 @@ def _proxy_defaults(name: str, mode: str) -> dict:
     return {"apiVersion": "consul.hashicorp.com/v1alpha1", "kind": "ProxyDefaults",
             "metadata": {"name": name, "namespace": NAMESPACE},
             "spec": {"meshGateway": {"mode": mode}}}
+
+
+def _synced(custom, gvr, status: str, timeout: float = 15) -> dict:
+    """The Synced condition of ProxyDefaults global once it has ``status``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pd = custom.get_namespaced_custom_object(*gvr, "global")
+        found = [c for c in (pd.get("status") or {}).get("conditions", []) if c["type"] == "Synced"]
+        if [c["status"] for c in found] == [status] or time.monotonic() > deadline:
+            assert [c["status"] for c in found] == [status], pd.get("status")
+            return {k: found[0].get(k) for k in ("status", "reason", "message") if k in found[0]}
+        time.sleep(0.5)
 
 
 def _rejected(call) -> str:
@@ -451,7 +516,7 @@ def test_secondary_missing_key_then_upgrade(tools, planes, primary):
         "metadata": {"name": FEDERATION},
         "data": {k: base64.b64encode(v).decode() for k, v in fed.items()
                  if k != "serverConfigJSON"}})
-    values = _values("dc2")
+    values = _values("dc2", k8sAuthMethodHost=_auth_method_host(planes))
     proc = _helm(tools, planes, "dc2", "install", "consul", tools["CHART"], "--namespace",
                  NAMESPACE, values=values)
     assert proc.returncode == 0, f"{proc.stderr}\n{h.errors()}"
@@ -462,6 +527,13 @@ def test_secondary_missing_key_then_upgrade(tools, planes, primary):
     while set(h.unready()) != {key} and time.monotonic() < deadline:
         time.sleep(0.5)
     assert h.unready() == {key: f"secret {FEDERATION} has no key serverConfigJSON"}
+    # The injector is up, but with no server to write to, its controller cannot sync an entry.
+    custom = h.custom()
+    gvr = ("consul.hashicorp.com", "v1alpha1", NAMESPACE, "proxydefaults")
+    custom.create_namespaced_custom_object(*gvr, _proxy_defaults("global", "local"))
+    assert _synced(custom, gvr, "False") == {
+        "status": "False", "reason": "ConsulAgentError",
+        "message": f"no Consul server is running in namespace {NAMESPACE} to write the entry to"}
     proc = _helm(tools, planes, "dc2", "upgrade", "consul", tools["CHART"], "--namespace",
                  NAMESPACE, "--wait", "--timeout", "15s", values=values)
     assert proc.returncode != 0 and "context deadline exceeded" in proc.stderr, proc.stderr
@@ -469,6 +541,8 @@ def test_secondary_missing_key_then_upgrade(tools, planes, primary):
     h.core().patch_namespaced_secret(FEDERATION, NAMESPACE, {"data": {
         "serverConfigJSON": base64.b64encode(fed["serverConfigJSON"]).decode()}})
     assert h.wait_until_ready(30) == {}
+    assert _synced(custom, gvr, "True")["reason"] == "PlayedNoConsul"
+    custom.delete_namespaced_custom_object(*gvr, "global")
     # A new pod template for the injector only: a changed server-acl-init template would fail
     # as on a real cluster (a Job's template is immutable, and the failed upgrade above left the
     # completed Job in place: its cleanup hook runs only after a successful upgrade).
@@ -489,6 +563,103 @@ def test_secondary_missing_key_then_upgrade(tools, planes, primary):
     assert server.issuer == x509.load_pem_x509_certificate(fed["caCert"]).subject
     sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "server.dc2.consul" in sans.get_values_for_type(x509.DNSName)
+    assert h.errors() == []
+
+
+def _acl_init_job(name: str, *flags: str, token_file: bool = True) -> dict:
+    """dc2's server-acl-init as the chart runs it, with ``flags``; ``token_file`` mounts the
+    federation secret's replication token and passes it."""
+    mount = "/consul/acl/tokens"
+    flags = (*flags, f"-acl-replication-token-file={mount}/acl-replication-token") \
+        if token_file else flags
+    job = _job(name, "consul-k8s-control-plane", "server-acl-init",
+               f"-resource-prefix={PREFIX}", f"-k8s-namespace={NAMESPACE}", *flags)
+    spec = job["spec"]["template"]["spec"]
+    spec["serviceAccountName"] = f"{PREFIX}-server-acl-init"
+    if token_file:
+        spec["volumes"] = [{"name": "token", "secret": {"secretName": FEDERATION, "items": [
+            {"key": "replicationToken", "path": "acl-replication-token"}]}}]
+        spec["containers"][0]["volumeMounts"] = [{"name": "token", "mountPath": mount}]
+    return job
+
+
+def test_what_the_harness_cannot_play_is_refused(planes, primary):
+    """Each way the harness used to fail open, now refused with the reason: a workload whose
+    ServiceAccount does not exist, a fieldRef or file it does not play, a webhook configuration
+    that is not the chart's, and a secondary's server-acl-init without its replication token,
+    with an auth-method host that is not its API server, or whose API server refuses the
+    auth method's TokenReview."""
+    from harness.errors import HarnessError
+    from harness.pod import PodView
+    h = planes["dc2"]
+    apps, batch, rbac = h.apps(), h.batch(), None
+    image = "hashicorp/consul-k8s-control-plane:2.0.3"
+    apps.create_namespaced_deployment(NAMESPACE, {
+        "metadata": {"name": "orphan"}, "spec": {
+            "selector": {"matchLabels": {"app": "orphan"}},
+            "template": {"metadata": {"labels": {"app": "orphan"}}, "spec": {
+                "serviceAccountName": "nosuch", "containers": [{
+                    "name": "c", "image": image, "command": [
+                        "consul-k8s-control-plane", "connect-init", "-pod-name=x"]}]}}}})
+    deadline = time.monotonic() + 15
+    while "Deployment/consul/orphan" not in h.unready() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert h.unready().get("Deployment/consul/orphan") == "serviceaccount nosuch does not exist"
+    apps.delete_namespaced_deployment("orphan", NAMESPACE)
+
+    container = {"name": "c", "env": [{"name": "ZONE", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.labels['topology.kubernetes.io/zone']"}}}]}
+    view = PodView(h, NAMESPACE, "p", {}, container)
+    with pytest.raises(HarnessError, match=re.escape("fieldRef metadata.labels['topology")):
+        view.env()
+    with pytest.raises(HarnessError, match="is on no mounted volume of container c"):
+        view.has_file("/consul/config/config.yaml")
+
+    admreg = h.admreg()
+    chart = admreg.read_mutating_webhook_configuration(f"{PREFIX}-connect-injector")
+    hook = next(w for w in chart.webhooks if w.name.startswith("mutate-servicedefaults"))
+    hook.name = "rogue.example.com"
+    admreg.create_mutating_webhook_configuration({
+        "metadata": {"name": "rogue"}, "webhooks": [h.api().sanitize_for_serialization(hook)]})
+    try:
+        message = _rejected(lambda: h.custom().create_namespaced_custom_object(
+            "consul.hashicorp.com", "v1alpha1", NAMESPACE, "servicedefaults",
+            {"apiVersion": "consul.hashicorp.com/v1alpha1", "kind": "ServiceDefaults",
+             "metadata": {"name": "web"}, "spec": {"protocol": "http"}}))
+    finally:
+        admreg.delete_mutating_webhook_configuration("rogue")
+    assert ("MutatingWebhookConfiguration rogue webhook rogue.example.com sends CREATE "
+            "consul.hashicorp.com/v1alpha1/servicedefaults to /mutate-v1alpha1-servicedefaults: "
+            "not the chart's") in message, message
+    assert h.clear_errors("rogue.example.com")
+
+    host = _auth_method_host(planes)
+    binding = h.api().sanitize_for_serialization(
+        client.RbacAuthorizationV1Api(h.api()).read_cluster_role_binding(
+            f"{PREFIX}-authdelegator"))
+    cases = {"no-token": (_acl_init_job("no-token", f"-auth-method-host={host}",
+                                        token_file=False),
+                          "datacenter dc2 is a secondary of dc1 and no "
+                          "-acl-replication-token-file is set"),
+             "elsewhere": (_acl_init_job("elsewhere", "-auth-method-host=https://203.0.113.20:6443"),
+                           "https://203.0.113.20:6443 is not this cluster's API server"),
+             "no-review": (_acl_init_job("no-review", f"-auth-method-host={host}"),
+                           "answered 403: tokenreviews.authentication.k8s.io is forbidden")}
+    rbac = client.RbacAuthorizationV1Api(h.api())
+    rbac.delete_cluster_role_binding(f"{PREFIX}-authdelegator")
+    try:
+        for name, (job, _) in cases.items():
+            batch.create_namespaced_job(NAMESPACE, job)
+        outcomes = {name: h.wait_for_job(name, 60) for name in cases}
+    finally:
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+            binding["metadata"].pop(key, None)
+        rbac.create_cluster_role_binding(binding)
+    for name, (_, message) in cases.items():
+        assert outcomes[name].outcome == "failed" and message in outcomes[name].message, \
+            (name, outcomes[name])
+        assert h.clear_errors(f"job consul/{name}")
+        batch.delete_namespaced_job(name, NAMESPACE, propagation_policy="Background")
     assert h.errors() == []
 
 
