@@ -86,6 +86,8 @@ def _review(kind: str, name: str, op: str = "CREATE", mode: str = "local") -> di
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": str(uuid.uuid4()), "operation": op, "name": name, "namespace": "consul",
         "kind": {"group": "consul.hashicorp.com", "version": "v1alpha1", "kind": kind},
+        "resource": {"group": "consul.hashicorp.com", "version": "v1alpha1",
+                     "resource": kind.lower()},
         "object": obj}}
 
 
@@ -112,6 +114,18 @@ def test_egress_proxy_tls_admission_standalone(tmp_path):
         server = H.Running("Deployment", dep, container, H.CHART_LINES["2.0"])
         h.webhooks.sni = {host: (H.server_context(cert, key), server)}
         h.webhooks.routes = {("10.0.0.17", 443): ("consul", "consul-connect-injector")}
+
+        def hook(name: str, path: str, resource: str) -> dict:
+            return {"name": name, "clientConfig": {"service": {
+                "name": "consul-connect-injector", "namespace": "consul", "path": path}},
+                "rules": [{"apiGroups": ["consul.hashicorp.com"], "apiVersions": ["v1alpha1"],
+                           "operations": ["CREATE", "UPDATE"], "resources": [resource]}]}
+        h.webhooks.configurations = lambda: [("Mutating", {
+            "metadata": {"name": "consul-connect-injector"}, "webhooks": [
+                hook("mutate-servicedefaults.consul.hashicorp.com",
+                     "/mutate-v1alpha1-servicedefaults", "servicedefaults"),
+                hook("mutate-proxydefaults.consul.hashicorp.com",
+                     "/mutate-v1alpha1-proxydefaults", "proxydefaults")]})]
         client_ctx = ssl.create_default_context(cadata=ca.decode())
 
         status, s = _connect_via_egress(h.egress_socket, "10.0.0.17:443")
@@ -506,8 +520,9 @@ def test_unknown_and_forbidden_jobs_fail(planes, primary):
 
 def test_secondary_missing_key_then_upgrade(tools, planes, primary):
     """dc2 from dc1's federation secret, first without serverConfigJSON: the servers stay
-    unready (and helm's wait fails) until the key appears; then an upgrade rolls the
-    Deployments and tls-init signs dc2's server certificate with dc1's CA."""
+    unready, so server-acl-init (which needs them) and with it the install's post-install hook
+    wait, until the key appears; then an upgrade rolls the Deployments and tls-init signs dc2's
+    server certificate with dc1's CA."""
     from cryptography import x509
     h = planes["dc2"]
     fed = _secret(planes["dc1"], FEDERATION)
@@ -517,35 +532,41 @@ def test_secondary_missing_key_then_upgrade(tools, planes, primary):
         "data": {k: base64.b64encode(v).decode() for k, v in fed.items()
                  if k != "serverConfigJSON"}})
     values = _values("dc2", k8sAuthMethodHost=_auth_method_host(planes))
-    proc = _helm(tools, planes, "dc2", "install", "consul", tools["CHART"], "--namespace",
-                 NAMESPACE, values=values)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        install = pool.submit(_helm, tools, planes, "dc2", "install", "consul", tools["CHART"],
+                              "--namespace", NAMESPACE, "--timeout", "3m", values=values)
+        # Everything else becomes ready (the injector once its webhook certificate is
+        # written); the servers never do.
+        key = f"StatefulSet/{NAMESPACE}/{PREFIX}-server"
+        deadline = time.monotonic() + 60
+        while set(h.unready()) != {key} and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert h.unready() == {key: f"secret {FEDERATION} has no key serverConfigJSON"}
+        assert not install.done()  # its post-install hook waits for server-acl-init
+        # The injector is up, but with no server to write to, its controller cannot sync.
+        custom = h.custom()
+        gvr = ("consul.hashicorp.com", "v1alpha1", NAMESPACE, "proxydefaults")
+        deadline = time.monotonic() + 15
+        while True:  # the injector's route may lag its readiness by a pass: retry, as kubectl
+            try:
+                custom.create_namespaced_custom_object(*gvr, _proxy_defaults("global", "local"))
+                break
+            except ApiException as e:
+                if e.status != 500 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert _synced(custom, gvr, "False") == {
+            "status": "False", "reason": "ConsulAgentError",
+            "message": f"no Consul server is running in namespace {NAMESPACE} to write the "
+                       f"entry to"}
+        h.core().patch_namespaced_secret(FEDERATION, NAMESPACE, {"data": {
+            "serverConfigJSON": base64.b64encode(fed["serverConfigJSON"]).decode()}})
+        proc = install.result()
     assert proc.returncode == 0, f"{proc.stderr}\n{h.errors()}"
-    # Everything else becomes ready (the injector once its webhook certificate is written);
-    # the servers never do.
-    key = f"StatefulSet/{NAMESPACE}/{PREFIX}-server"
-    deadline = time.monotonic() + 30
-    while set(h.unready()) != {key} and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert h.unready() == {key: f"secret {FEDERATION} has no key serverConfigJSON"}
-    # The injector is up, but with no server to write to, its controller cannot sync an entry.
-    custom = h.custom()
-    gvr = ("consul.hashicorp.com", "v1alpha1", NAMESPACE, "proxydefaults")
-    custom.create_namespaced_custom_object(*gvr, _proxy_defaults("global", "local"))
-    assert _synced(custom, gvr, "False") == {
-        "status": "False", "reason": "ConsulAgentError",
-        "message": f"no Consul server is running in namespace {NAMESPACE} to write the entry to"}
-    proc = _helm(tools, planes, "dc2", "upgrade", "consul", tools["CHART"], "--namespace",
-                 NAMESPACE, "--wait", "--timeout", "15s", values=values)
-    assert proc.returncode != 0 and "context deadline exceeded" in proc.stderr, proc.stderr
-
-    h.core().patch_namespaced_secret(FEDERATION, NAMESPACE, {"data": {
-        "serverConfigJSON": base64.b64encode(fed["serverConfigJSON"]).decode()}})
     assert h.wait_until_ready(30) == {}
     assert _synced(custom, gvr, "True")["reason"] == "PlayedNoConsul"
     custom.delete_namespaced_custom_object(*gvr, "global")
-    # A new pod template for the injector only: a changed server-acl-init template would fail
-    # as on a real cluster (a Job's template is immutable, and the failed upgrade above left the
-    # completed Job in place: its cleanup hook runs only after a successful upgrade).
+    # A new pod template for the injector only (a Job's template is immutable).
     values.setdefault("connectInject", {})["logLevel"] = "debug"
     proc = _helm(tools, planes, "dc2", "upgrade", "consul", tools["CHART"], "--namespace",
                  NAMESPACE, "--wait", "--timeout", "3m", values=values)

@@ -484,11 +484,12 @@ class Jobs:
         except (ssl.SSLError, OSError) as e:
             raise HarnessError(f"-auth-method-host {host}: the TokenReview the primary's "
                                f"servers make there fails: {e}") from e
-        authenticated = (answer.get("status") or {}).get("authenticated")
-        if status != 201 or not authenticated:
+        review = answer.get("status") if status == 201 else None  # else a Status object
+        if not (isinstance(review, dict) and review.get("authenticated")):
+            why = answer.get("message") or (review or {}).get("error") or "not authenticated"
             raise HarnessError(f"-auth-method-host {host}: the TokenReview the primary's "
                                f"servers make with the {sa_name} token answered {status}: "
-                               f"{answer.get('message') or answer.get('status')}")
+                               f"{why}")
 
     def _create_federation_secret(self, r: _Run) -> None:
         prefix, ns, ca_file, key_file, gw = r.need(
