@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from typing import Optional
+from typing import Callable, Mapping, Optional
 
-from .chart_table import CONTROL_PLANE, Command
+from .chart_table import CONTROL_PLANE, ChartLine, Command, chart_line_of
 
-__all__ = ["run_script", "argvs", "command_of", "parse_flags", "check_invocation",
+__all__ = ["run_script", "argvs", "command_of", "parse_flags", "check_invocation", "plan_pod",
            "parse_control_plane_invocations",
            "expand_k8s", "flag", "flag_bool"]
 
@@ -169,6 +169,38 @@ def check_invocation(cmd: str, spec: Command, argv: list[str]
         raise ValueError(f"{cmd}: expected {spec.positionals} positional argument(s), got "
                          f"{positionals}")
     return flags, positionals
+
+
+def plan_pod(pod_spec: dict, commands: Callable[[ChartLine], Mapping[str, Command]],
+             harmless: Callable[[ChartLine], frozenset[str]]
+             ) -> tuple[ChartLine, list[tuple[dict, str, list[str]]]]:
+    """(chart line, [(container, command, argv)]) of every statement every container of the
+    pod runs that is one of the line's ``commands`` (flags and positionals checked); a
+    statement of ``harmless`` is skipped; anything else (an unknown image, command, flag, or
+    an image's own entrypoint) is a ValueError naming it. Jobs and workloads read alike."""
+    line, images = chart_line_of(pod_spec)
+    if line is None:
+        raise ValueError(f"images {images} are of no chart line the harness knows")
+    known, plan = commands(line), []
+    for c in (pod_spec.get("initContainers") or []) + pod_spec["containers"]:
+        runs = argvs(c, {})
+        if not runs:
+            raise ValueError(f"container {c['name']} runs its image's entrypoint "
+                             f"({c.get('image')}), unknown to chart line {line.version}")
+        for argv in runs:
+            cmd = command_of(argv)
+            if cmd in harmless(line):
+                continue
+            if cmd not in known:
+                raise ValueError(f"container {c['name']} runs unknown command "
+                                 f"{shlex.join(argv)!r} (chart line {line.version})")
+            try:
+                check_invocation(cmd, known[cmd], argv)
+            except ValueError as e:
+                raise ValueError(f"container {c['name']}: {e} in {shlex.join(argv)!r}") \
+                    from None
+            plan.append((c, cmd, argv))
+    return line, plan
 
 
 def parse_control_plane_invocations(container: dict, env: dict[str, str]

@@ -79,8 +79,8 @@ from kubernetes.client.rest import ApiException
 
 from localcluster.pki import issue_cert, make_ca
 
-from .chart_table import CONSUL_SERVER, CONTROL_PLANE, MESH_GATEWAY, chart_line_of
-from .commands import argvs, check_invocation, command_of, flag, flag_bool, run_script
+from .chart_table import CONSUL_SERVER, CONTROL_PLANE, MESH_GATEWAY
+from .commands import argvs, check_invocation, command_of, flag, flag_bool, plan_pod, run_script
 from .errors import TRANSPORT_ERRORS, HarnessError, NotYet, StopNow
 from .faults import BACKOFF_LIMIT_MESSAGE
 from .pod import PodView, blockers, read_data
@@ -107,27 +107,10 @@ def _now() -> str:
 def plan_job(pod_spec: dict):
     """(chart line, [(container, command, argv)]) of what the Job runs, or HarnessError
     for anything the table does not know."""
-    line, images = chart_line_of(pod_spec)
-    if line is None:
-        raise HarnessError(f"images {images} are of no chart line the harness knows")
-    plan = []
-    for c in (pod_spec.get("initContainers") or []) + pod_spec["containers"]:
-        runs = argvs(c, {})
-        if not runs:
-            raise HarnessError(f"container {c['name']} runs its image's entrypoint "
-                               f"({c.get('image')}), unknown to the harness")
-        for argv in runs:
-            cmd = command_of(argv)
-            if cmd in line.jobs:
-                try:
-                    check_invocation(cmd, line.jobs[cmd], argv)
-                except ValueError as e:
-                    raise HarnessError(f"{e} in {shlex.join(argv)!r}") from None
-                plan.append((c, cmd, argv))
-            elif cmd not in line.shell_noops:
-                raise HarnessError(f"unknown command {shlex.join(argv)!r} (chart line "
-                                   f"{line.version} has no such Job command)")
-    return line, plan
+    try:
+        return plan_pod(pod_spec, lambda line: line.jobs, lambda line: line.shell_noops)
+    except ValueError as e:
+        raise HarnessError(str(e)) from None
 
 
 class _Run:

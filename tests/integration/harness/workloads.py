@@ -32,15 +32,14 @@ run here), ControllerRevisions, PVC binding for volumeClaimTemplates, scheduling
 from __future__ import annotations
 
 import json
-import shlex
 from typing import TYPE_CHECKING, Optional
 
 from kubernetes.client.rest import ApiException
 
 from localcluster.controllers import template_hash as _hash
 
-from .chart_table import ChartLine, chart_line_of
-from .commands import argvs, check_invocation, command_of
+from .chart_table import ChartLine
+from .commands import plan_pod
 from .pod import blockers
 
 if TYPE_CHECKING:
@@ -64,29 +63,11 @@ def classify(kind: str, pod_spec: dict) -> tuple[ChartLine, list[tuple[dict, str
     """(chart line, [(container, role)]) of a workload's pod template; ValueError when its
     images, any statement any container runs, or any flag of one, are unknown to the table
     (every statement is read, as for Jobs: a known last one does not vouch for the others)."""
-    line, images = chart_line_of(pod_spec)
-    if line is None:
-        raise ValueError(f"images {images} are of no chart line the harness knows")
-    known = line.workloads.get(kind, {})
-    roles = []
-    for c in (pod_spec.get("initContainers") or []) + pod_spec["containers"]:
-        runs = argvs(c, {})
-        if not runs:
-            raise ValueError(f"{kind} container {c['name']} runs its image's entrypoint "
-                             f"({c.get('image')}), unknown to chart line {line.version}")
-        for argv in runs:
-            cmd = command_of(argv)
-            if cmd in line.workload_shell:
-                continue
-            if cmd not in known:
-                raise ValueError(f"{kind} container {c['name']} runs {shlex.join(argv)!r}, "
-                                 f"unknown to chart line {line.version}")
-            try:
-                check_invocation(cmd, known[cmd].command, argv)
-            except ValueError as e:
-                raise ValueError(f"{kind} container {c['name']}: {e}") from None
-            if known[cmd].role:
-                roles.append((c, known[cmd].role))
+    line, plan = plan_pod(
+        pod_spec, lambda line: {k: w.command for k, w in line.workloads.get(kind, {}).items()},
+        lambda line: line.workload_shell)
+    roles = [(c, line.workloads[kind][cmd].role) for c, cmd, _ in plan
+             if line.workloads[kind][cmd].role]
     return line, roles
 
 
