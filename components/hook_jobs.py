@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 
 import pulumi
 
-from .kube_cluster import api_client
+from .kube_cluster import api_client, error_summary
 
 HOOK = "helm.sh/hook"
 DELETE_POLICY = "helm.sh/hook-delete-policy"
@@ -122,7 +122,7 @@ def delete_leftover_hook_jobs(name: str, kubeconfig: str, context: str, namespac
             left = delete_jobs(kubeconfig, context, namespace, [n for n, _ in leftover])
         except Exception as exc:  # Helm's own error will say more; never block the upgrade here
             pulumi.log.warn(f"could not look for hook Jobs left by a failed Helm operation of release "
-                            f"{namespace}/{release} (context {context}): {exc.__class__.__name__}")
+                            f"{namespace}/{release} (context {context}): {error_summary(exc)}")
             return
         for job, state in leftover:
             pulumi.log.warn(f"deleted hook Job {namespace}/{job} ({state}), which a failed Helm "

@@ -74,6 +74,23 @@ def api_client(kubeconfig: str, context: str) -> Any:
     return config.new_client_from_config(config_file=kubeconfig, context=context)
 
 
+def error_summary(exc: BaseException) -> str:
+    """One line saying what went wrong in a call to an API server: status, reason and the
+    server's message for an API error (an RBAC 403 must not read like a network blip), else the
+    exception's class and first line."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and hasattr(exc, "reason") and hasattr(exc, "body"):
+        import json
+
+        try:
+            message = json.loads(exc.body).get("message") or ""
+        except (TypeError, ValueError, AttributeError):
+            message = ""
+        return f"{status} {exc.reason}" + (f": {message}" if message else "")
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"{exc.__class__.__name__}" + (f": {first}" if first else "")
+
+
 def resolve_kubeconfig(kubeconfig: Optional[str], context: str) -> str:
     """The one kubeconfig file for the provider: with a $KUBECONFIG list, the first file that
     defines the context (the provider takes a single file)."""

@@ -18,11 +18,8 @@ from typing import Any, Mapping, Optional
 import pulumi
 
 from .hook_jobs import failed_hook_lines, finished, read_release_jobs
-from .kube_cluster import api_client
+from .kube_cluster import api_client, error_summary
 from .pod_failures import LogReader, api_log_reader, pod_failure_lines
-
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
-
 
 def replicas_short(kind: str, obj: Mapping[str, Any]) -> Optional[str]:
     """'0 of 1 replicas ready' for a workload Helm's wait would not accept, else None."""
@@ -156,7 +153,7 @@ def explain_failed_release(name: str, kubeconfig: str, context: str, namespace: 
                                       context, namespace)
         except Exception as exc:  # the cluster may be the thing that failed: say so, stay quiet
             pulumi.log.warn(f"could not read the workloads of Helm release {namespace}/{release} "
-                            f"(context {context}) to explain the failure: {exc.__class__.__name__}")
+                            f"(context {context}) to explain the failure: {error_summary(exc)}")
             return False
         if lines:
             pulumi.log.error(

@@ -139,3 +139,18 @@ def test_secrets_are_updated_in_place(tmp_path):
                       stacks={PRIMARY_REF: primary_outputs()})
     (provider,) = [r for r in run.registrations if r.type == "pulumi:providers:kubernetes"]
     assert provider.inputs["enable_secret_mutable"] == "true"  # provider inputs travel as JSON text
+
+
+def test_error_summary_says_what_the_api_server_said():
+    """A hook's warning names an RBAC refusal as such, not by the exception's class alone."""
+    from kubernetes.client.rest import ApiException
+
+    from components.kube_cluster import error_summary
+    forbidden = ApiException(status=403, reason="Forbidden")
+    forbidden.body = '{"kind": "Status", "message": "jobs.batch is forbidden: User \\"ci\\" cannot list"}'
+    assert error_summary(forbidden) == '403 Forbidden: jobs.batch is forbidden: User "ci" cannot list'
+    bare = ApiException(status=500, reason="Internal Server Error")
+    assert error_summary(bare) == "500 Internal Server Error"
+    assert error_summary(ConnectionRefusedError(111, "Connection refused")) == \
+        "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert error_summary(TimeoutError()) == "TimeoutError"
