@@ -2,7 +2,9 @@
 
 import pulumi
 
-from components import PrimaryDatacenter, SecondaryDatacenter, config_warnings, load_config
+from components.config import config_warnings, load_config
+from components.primary import PrimaryDatacenter
+from components.secondary import SecondaryDatacenter
 
 config = load_config()
 for warning in config_warnings(config):

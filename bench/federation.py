@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT / "tests"), str(RO
 import yaml  # noqa: E402
 from kubernetes import client  # noqa: E402
 
-from components import parse_config  # noqa: E402
+from components.config import parse_config  # noqa: E402
 from components.helm_values import primary_values, secondary_values  # noqa: E402
 from federation_env import DATACENTERS, NAMESPACE, Federation, federation  # noqa: E402
 

@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT / "tests" / "consul"), str(ROOT / "tests" / "integratio
 
 from kubernetes import client  # noqa: E402
 
-from components import parse_config  # noqa: E402
+from components.config import parse_config  # noqa: E402
 from components.helm_values import primary_values, secondary_values  # noqa: E402
 from realenv import NAMESPACE, real_federation  # noqa: E402
 

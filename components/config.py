@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Optional
 import pulumi
 import yaml
 
-from . import values_guard
+from . import stack_ref, values_guard
 from .chart_version import OLD_LINES_END, REAL_CONSUL_CHART, SUPPORTED_MINIMUM, fmt, line, parse_version
 from .constants import CONFIG_NAMESPACE
 
@@ -42,7 +42,6 @@ MAX_GLOBAL_NAME = 38
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$")
 
 _SECRET_NOT_SHOWN = "(secret value not shown)"
@@ -251,12 +250,6 @@ def _chart_repo(value: str) -> Optional[str]:
     return None
 
 
-def _stack_ref(value: str) -> Optional[str]:
-    if not _STACK_REF.match(value):
-        return "expected a stack reference such as organization/consul-federation/dc1"
-    return None
-
-
 def _host(value: str) -> Optional[str]:
     if not _HOST.match(value):
         return "expected a host name or IP address without scheme or port"
@@ -352,7 +345,7 @@ def _mesh_gateway(r: _Reader, role: Optional[str]) -> MeshGatewayConfig:
 
 def _federation_settings(r: _Reader, role: Optional[str]) -> tuple[Optional[str], Optional[str]]:
     """(primaryStack, k8sAuthMethodHost): secondaries need the first and may set the second."""
-    primary_stack = r.string("primaryStack", check=_stack_ref)
+    primary_stack = r.string("primaryStack", check=stack_ref.problem)
     auth_host = r.string("k8sAuthMethodHost", check=_https_url)
     if role == "secondary" and r.raw.get("primaryStack") in (None, ""):
         r.errors.append(f"{CONFIG_NAMESPACE}:primaryStack is required when role is 'secondary': the primary's "

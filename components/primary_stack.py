@@ -17,6 +17,7 @@ import pulumi
 from . import outputs
 from .config import ConfigError, DatacenterConfig
 from .helm_values import required_federation_keys
+from .stack_ref import StackRef
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,9 @@ class CheckedPrimary:
     datacenter: str
 
 
-def stack_name(reference: str) -> str:
-    """The stack part of organization/project/stack, for the `pulumi up -s` hint."""
-    return reference.rsplit("/", 1)[-1]
-
-
 def primary_problems(cfg: DatacenterConfig, values: Mapping[str, Any]) -> list[str]:
     """Every reason `cfg` cannot join the primary whose outputs are `values` (None = missing)."""
-    deploy_first = f"deploy the primary first: pulumi up -s {stack_name(cfg.primary_stack)}"
+    deploy_first = f"deploy the primary first: pulumi up -s {StackRef.parse(cfg.primary_stack).stack}"
     missing = [key for key in outputs.REQUIRED_FROM_PRIMARY if values.get(key) is None]
     if missing:
         return [f"consul-federation:primaryStack: stack {cfg.primary_stack!r} has no "
@@ -55,7 +51,7 @@ def primary_problems(cfg: DatacenterConfig, values: Mapping[str, Any]) -> list[s
                   if not isinstance(data, Mapping) or key not in data]
         if absent:
             errors.append(f"consul-federation:primaryStack: the federation secret of {cfg.primary_stack!r} "
-                          f"lacks {', '.join(absent)}; run pulumi up -s {stack_name(cfg.primary_stack)} again")
+                          f"lacks {', '.join(absent)}; run pulumi up -s {StackRef.parse(cfg.primary_stack).stack} again")
     return errors
 
 

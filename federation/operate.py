@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterable, Optional, TextIO
 
 from pulumi import automation as auto
 
+from components.stack_ref import StackRef
+
 from . import engine_events, stacks as stack_files
 from .recovery import InterruptedCreates, refresh_if_pending, stack_cli
 
@@ -70,11 +72,14 @@ class Plan:
 
 def _primary_ref_problem(name: str, ref: object, project: str, primary: str) -> Optional[str]:
     """Why a secondary's primaryStack does not name the primary's stack, if it does not."""
-    expected = f"organization/{project}/{primary}"
+    expected = StackRef(primary).qualified(project)
     if not isinstance(ref, str) or not ref:
         return (f"Pulumi.{name}.yaml: consul-federation:primaryStack is missing; set it to {expected}")
-    parts = ref.split("/")
-    if parts[-1] != primary or (len(parts) == 3 and parts[1] != project):
+    try:
+        names_primary = StackRef.parse(ref).names(project, primary)
+    except ValueError:
+        names_primary = False
+    if not names_primary:
         return (f"Pulumi.{name}.yaml: consul-federation:primaryStack is {ref!r}, but the primary of "
                 f"this project is stack {primary!r}; set it to {expected}")
     return None

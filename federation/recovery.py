@@ -48,6 +48,8 @@ from urllib.parse import unquote, urlparse
 
 from pulumi import automation as auto
 
+from components.stack_ref import DEFAULT_ORG, StackRef
+
 from . import stacks as stack_files
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
@@ -136,10 +138,9 @@ def stack_locks(stack: auto.Stack) -> list[Lock]:
     root = backend_directory(stack)
     if not root:
         return []
-    short = stack.name.rsplit("/", 1)[-1]
-    org = stack.name.split("/")[0] if stack.name.count("/") == 2 else "organization"
-    patterns = [os.path.join(root, ".pulumi", "locks", org, _project(stack), short, "*.json"),
-                os.path.join(root, ".pulumi", "locks", short, "*.json")]
+    ref = StackRef.parse(stack.name)
+    patterns = [os.path.join(root, ".pulumi", "locks", ref.org or DEFAULT_ORG, _project(stack), ref.stack, "*.json"),
+                os.path.join(root, ".pulumi", "locks", ref.stack, "*.json")]
     locks = []
     for path in sorted({p for pattern in patterns for p in glob.glob(pattern)}):
         try:
@@ -222,7 +223,7 @@ class ClusterHelmRecords:
 
 def cluster_records(stack: auto.Stack) -> tuple[HelmRecords, str]:
     """Helm's records in the stack's cluster, and its context's name (from the stack file)."""
-    raw = stack_files.read_stack(stack.workspace.work_dir, stack.name.rsplit("/", 1)[-1]).raw
+    raw = stack_files.read_stack(stack.workspace.work_dir, StackRef.parse(stack.name).stack).raw
     context = str(raw.get("kubeContext", ""))
     return ClusterHelmRecords(raw.get("kubeconfig") or None, context), context
 

@@ -13,7 +13,9 @@ from typing import Any, Optional
 
 import yaml
 
-NAMESPACE = "consul-federation"
+from components.constants import CONFIG_NAMESPACE
+from components.stack_ref import StackRef
+
 _STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>.+)\.yaml$")
 
 
@@ -32,9 +34,11 @@ class StackFile:
 
     @property
     def primary_name(self) -> Optional[str]:
-        """The stack name ``primaryStack`` points at (its last path segment), if any."""
-        ref = self.raw.get("primaryStack")
-        return ref.rsplit("/", 1)[-1] if isinstance(ref, str) and ref else None
+        """The stack name ``primaryStack`` points at, if it is a reference at all."""
+        try:
+            return StackRef.parse(self.raw.get("primaryStack")).stack
+        except ValueError:
+            return None
 
 
 def project_name(project_dir: str) -> str:
@@ -92,7 +96,7 @@ def read_stack(project_dir: str, name: str) -> StackFile:
         config = {}
     if not isinstance(config, dict):
         raise StackFileError(f"{os.path.basename(path)}: 'config' is not a mapping")
-    prefix = f"{NAMESPACE}:"
+    prefix = f"{CONFIG_NAMESPACE}:"
     raw = {key[len(prefix):]: _as_config_value(value)
            for key, value in config.items() if isinstance(key, str) and key.startswith(prefix)}
     secret = frozenset(key for key, value in raw.items() if _holds_secure(value))

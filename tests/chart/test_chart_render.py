@@ -17,7 +17,7 @@ from typing import Any, Optional
 import pytest
 import yaml
 
-from components import ConfigError, parse_config
+from components.config import ConfigError, parse_config
 from components.helm_values import merge_user_values
 from components.values_guard import chart_keys, leaf_paths, shipped_versions, unknown_paths
 from pulumi_mocks import ROOT

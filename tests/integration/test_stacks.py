@@ -34,7 +34,7 @@ from cryptography import x509
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from components import parse_config
+from components.config import parse_config
 from components.helm_values import primary_values, secondary_values
 from federation_env import CHART, DATACENTERS, LB_ADDRESS, NAMESPACE, Federation, federation
 

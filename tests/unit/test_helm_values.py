@@ -85,7 +85,7 @@ def test_static_wan_address_advertises_the_node_port():
 def test_static_wan_address_of_a_cluster_ip_gateway_advertises_the_service_port():
     """A ClusterIP gateway behind a static address (dc3 of the consul tier): traffic arrives on the
     service port, 443. The consul tier caught a wrong port here that no other tier saw."""
-    from components import parse_config
+    from components.config import parse_config
     from components.helm_values import mesh_gateway_values
 
     cfg = parse_config({"role": "secondary", "datacenter": "dc3", "kubeContext": "dc3",
