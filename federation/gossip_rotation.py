@@ -33,7 +33,9 @@ from pulumi import automation as auto
 from components.constants import CONFIG_NAMESPACE, FED_GOSSIP_KEY
 from components.outputs import GOSSIP_KEYS
 
-from . import consul_status, operate, rollout, verify
+from . import cli, consul_status, operate, rollout, verify
+from .runner import Runner
+from .stack_plan import Plan
 from . import stacks as stack_files
 from .consul_status import Ring, fingerprint, on_every_member
 
@@ -137,7 +139,7 @@ def keyring_lines(rings: list[Ring]) -> list[str]:
 class Rotation:
     """The primary's cluster, its stack, and every secondary's copy, for one run."""
 
-    def __init__(self, p: operate.Plan, runner: operate.Runner, project_dir: str, gate_timeout: float):
+    def __init__(self, p: Plan, runner: Runner, project_dir: str, gate_timeout: float):
         self.p = p
         self.runner = runner
         self.project_dir = project_dir
@@ -192,7 +194,7 @@ class Rotation:
                              auto.ConfigValue(value=str(o.keys.generation + 1)))
             self.say(f"Pulumi.{self.p.primary}.yaml: {GENERATION_KEY} = {o.keys.generation + 1} (commit it)")
         gate = rollout.federation_gate(self.p, self.runner, self.gate_timeout)  # p selects every stack
-        return operate.run_up(self.p, self.runner, parallel=4, gate=gate) == operate.EXIT_OK
+        return operate.run_up(self.p, self.runner, parallel=4, gate=gate) == cli.EXIT_OK
 
     def run(self) -> int:
         started = False
@@ -210,7 +212,7 @@ class Rotation:
                 if not self.write(o):
                     self.say("stopped: the up above failed or the federation was not healthy after it; "
                              "fix that, then run python -m federation rotate-gossip-key again")
-                    return operate.EXIT_FAILED
+                    return cli.EXIT_FAILED
                 continue
             method = {INSTALL: "POST", USE: "PUT", REMOVE: "DELETE"}[step.action]
             try:
@@ -240,9 +242,9 @@ class Rotation:
         print(verify.table(rows), file=self.runner.out)
         if keyring and all(r.status == verify.PASSED for r in keyring):
             self.say("rotated: one key on every member of every datacenter, the old one removed")
-            return operate.EXIT_OK
+            return cli.EXIT_OK
         self.say("the keys are rotated, but verify's keyring row does not pass (above)")
-        return operate.EXIT_FAILED
+        return cli.EXIT_FAILED
 
 
 class StepFailed(Exception):
@@ -251,39 +253,34 @@ class StepFailed(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """No --stacks: the key is every datacenter's."""
-    parser.add_argument("--project-dir", default=operate.REPO_ROOT,
-                        help="directory of Pulumi.yaml and the Pulumi.<stack>.yaml files (default: the repository root)")
+    cli.add_arguments(parser, parallel=False, stacks=False)
     parser.add_argument("--gate-timeout", type=int, default=rollout.DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="how long the federation may take to be healthy after each stage of the up "
                              f"that writes the new key (default: {rollout.DEFAULT_TIMEOUT})")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        p = operate.plan(args.project_dir)
-    except operate.Refused as exc:
-        print("federation rotate-gossip-key: refused, nothing was changed:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return operate.EXIT_REFUSED
-    runner = operate.Runner(args.project_dir)
+    p = cli.plan_or_report("rotate-gossip-key", args.project_dir, nothing="nothing was changed")
+    if p is None:
+        return cli.EXIT_REFUSED
+    runner = Runner(args.project_dir)
     try:
         return Rotation(p, runner, args.project_dir, args.gate_timeout).run()
     except RotationRefused as exc:
         print(f"federation rotate-gossip-key: refused: {exc}", file=sys.stderr)
-        return operate.EXIT_REFUSED
+        return cli.EXIT_REFUSED
     except (StepFailed, consul_status.ConsulOutputError) as exc:
         print(f"federation rotate-gossip-key: stopped: {exc}\nrun it again once verify passes", file=sys.stderr)
-        return operate.EXIT_FAILED
+        return cli.EXIT_FAILED
     except verify.ApiException as exc:
         answer = verify.consul_error(exc) if verify.consul_answered(exc) else verify.api_error_text(exc)
         print(f"federation rotate-gossip-key: stopped: Consul or its service proxy answered {answer}; "
               "run it again once verify passes", file=sys.stderr)
-        return operate.EXIT_FAILED
+        return cli.EXIT_FAILED
     except verify.NETWORK_ERRORS as exc:
         print(f"federation rotate-gossip-key: stopped: no answer from the primary's cluster ({exc}); "
               "run it again once verify passes", file=sys.stderr)
-        return operate.EXIT_FAILED
+        return cli.EXIT_FAILED
     except (auto.errors.CommandError, auto.errors.StackNotFoundError) as exc:
         print(f"federation rotate-gossip-key: stopped: {str(exc).strip()[:600]}", file=sys.stderr)
-        return operate.EXIT_FAILED
+        return cli.EXIT_FAILED

@@ -23,7 +23,9 @@ import sys
 import time
 from typing import Callable, Optional, TextIO
 
-from . import operate, verify
+from . import cli, operate, verify
+from .runner import Runner
+from .stack_plan import Plan
 
 GATED_CHECKS = ("server StatefulSet ready", "WAN members alive", "catalog has every datacenter",
                 "ACL replication running", verify.RPC_TO_EVERY_DATACENTER)
@@ -88,13 +90,13 @@ def failing_rows_text(rows: list[verify.Row], before: frozenset[tuple[str, str]]
                      for r in rows if r.status != verify.PASSED)
 
 
-def federation_gate(p: operate.Plan, runner: operate.Runner, timeout: float) -> operate.Gate:
+def federation_gate(p: Plan, runner: Runner, timeout: float) -> operate.Gate:
     """The gate ``up`` runs after each stage, over the stacks running by then; the rows failing
     before the run are checked here, before any stage."""
     say = _sayer(runner.out, "gate")
 
     def collect(members: list[str]) -> list[verify.Row]:
-        selected = operate.Plan(p.project, p.primary, p.secondaries, frozenset(members))
+        selected = Plan(p.project, p.primary, p.secondaries, frozenset(members))
         return verify.collect(selected, runner, False, members)
 
     counts = runner.resource_counts()
@@ -136,7 +138,7 @@ class GatedUp(operate.Command):
     def run(self, args: argparse.Namespace) -> int:
         if args.gate_timeout < 0:
             print("federation up: refused: --gate-timeout must be 0 (no checks) or more", file=sys.stderr)
-            return operate.EXIT_REFUSED
+            return cli.EXIT_REFUSED
         if args.gate_timeout == 0:
             return operate.run_command("up", args)
         return operate.run_command("up", args, lambda p, runner: federation_gate(p, runner, args.gate_timeout))

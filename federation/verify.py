@@ -29,7 +29,6 @@ import base64
 import binascii
 import hashlib
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Collection, Optional
@@ -44,7 +43,9 @@ from components.constants import CONFIG_NAMESPACE, GOSSIP_SECRET_KEY
 from components.helm_values import GATEWAY_SERVICE_PORT
 from components.kube_cluster import api_client, resolve_kubeconfig
 
-from . import consul_status, operate
+from . import cli, consul_status
+from .runner import Runner
+from .stack_plan import Plan
 
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
 PROXY_DEFAULTS_REPLICATED = "ProxyDefaults global replicated"
@@ -82,13 +83,13 @@ class Row:
 def exit_code(rows: list[Row], kubernetes_only: bool) -> int:
     """0 only if every checked row passed and nothing but (skipped) Consul rows went unchecked."""
     if not rows:
-        return operate.EXIT_FAILED
+        return cli.EXIT_FAILED
     for row in rows:
         if row.status == FAILED:
-            return operate.EXIT_FAILED
+            return cli.EXIT_FAILED
         if row.status == NOT_CHECKED and not (kubernetes_only and row.source == CONSUL):
-            return operate.EXIT_FAILED
-    return operate.EXIT_OK
+            return cli.EXIT_FAILED
+    return cli.EXIT_OK
 
 
 def data_digest(data: Optional[dict[str, str]]) -> str:
@@ -130,7 +131,7 @@ def gateway_addresses(cfg: DatacenterConfig, service: Any, host_ips: list[str]) 
     return [f"{spec.cluster_ip}:{port.port}"], ""
 
 
-def load_config(runner: operate.Runner, name: str) -> DatacenterConfig:
+def load_config(runner: Runner, name: str) -> DatacenterConfig:
     """The stack's settings as the program reads them (secrets decrypted by the engine's config)."""
     stack = runner.stack(name, create=False)
     prefix = f"{CONFIG_NAMESPACE}:"
@@ -469,7 +470,7 @@ def _unreachable(dc: Datacenter, exc: Exception) -> list[Row]:
     return [dc.row("Kubernetes API", NOT_CHECKED, f"cannot read the cluster of context {dc.cfg.kube_context}: {reason}")]
 
 
-def collect(p: operate.Plan, runner: operate.Runner, kubernetes_only: bool,
+def collect(p: Plan, runner: Runner, kubernetes_only: bool,
             members: Optional[Collection[str]] = None) -> list[Row]:
     """Every row of the selected stacks. ``members``: the stacks whose datacenters make up the
     federation (default: every stack file); ``up`` passes the ones deployed so far."""
@@ -550,25 +551,20 @@ def table(rows: list[Row]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    operate.add_arguments(parser, parallel=False)
+    cli.add_arguments(parser, parallel=False)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--kubernetes-only", action="store_true",
                         help="skip the Consul checks (they show as 'not checked'); for clusters with no Consul running")
 
 
 def run(args: argparse.Namespace) -> int:
+    p = cli.plan_or_report("verify", args.project_dir, args.stacks, nothing="nothing was checked")
+    if p is None:
+        return cli.EXIT_REFUSED
     try:
-        p = operate.plan(args.project_dir, args.stacks)
-    except operate.Refused as exc:
-        print("federation verify: refused, nothing was checked:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return operate.EXIT_REFUSED
-    try:
-        rows = collect(p, operate.Runner(args.project_dir), args.kubernetes_only)
-    except (FileNotFoundError, auto.errors.InvalidVersionError) as exc:
-        print(f"federation verify: cannot run the pulumi CLI (put pulumi 3.x on PATH): {exc}", file=sys.stderr)
-        return operate.EXIT_FAILED
+        rows = collect(p, Runner(args.project_dir), args.kubernetes_only)
+    except cli.CLI_MISSING as exc:
+        return cli.report_cli_missing("verify", exc)
     code = exit_code(rows, args.kubernetes_only)
     if args.json:
         print(json.dumps({"ok": code == 0, "kubernetesOnly": args.kubernetes_only,

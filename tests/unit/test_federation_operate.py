@@ -18,7 +18,7 @@ import yaml
 from pulumi import automation as auto
 
 from federation import __main__ as cli
-from federation import engine_events, operate
+from federation import engine_events, operate, runner as stack_runner, stack_plan
 
 pytestmark = pytest.mark.unit
 
@@ -46,13 +46,13 @@ def no_engine(monkeypatch):
     """Fails the test if anything would start the pulumi CLI."""
     def refuse(*args, **kwargs):
         raise AssertionError("the pulumi CLI was started")
-    monkeypatch.setattr(operate.auto, "PulumiCommand", refuse)
+    monkeypatch.setattr(stack_runner.auto, "PulumiCommand", refuse)
 
 
 def test_plan_of_a_federation(tmp_path):
-    p = operate.plan(str(project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2"), "dc3": secondary("dc3")})))
+    p = stack_plan.plan(str(project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2"), "dc3": secondary("dc3")})))
     assert (p.primary, p.secondaries, p.run_primary, p.run_secondaries) == ("dc1", ("dc2", "dc3"), True, ["dc2", "dc3"])
-    narrowed = operate.plan(str(tmp_path), ["dc3"])
+    narrowed = stack_plan.plan(str(tmp_path), ["dc3"])
     assert (narrowed.run_primary, narrowed.run_secondaries) == (False, ["dc3"])
 
 
@@ -75,15 +75,15 @@ def test_plan_of_a_federation(tmp_path):
      ["Pulumi.dc2.yaml: consul-federation:role is 'replica'; set it to primary (one stack) or secondary"]),
 ])
 def test_bad_input_is_refused_with_what_to_change(tmp_path, stacks, only, expected):
-    with pytest.raises(operate.Refused) as refused:
-        operate.plan(str(project(tmp_path, stacks)), only)
+    with pytest.raises(stack_plan.Refused) as refused:
+        stack_plan.plan(str(project(tmp_path, stacks)), only)
     assert refused.value.problems == expected
 
 
 def test_every_problem_is_listed_at_once(tmp_path):
     stacks = {"dc1": primary(), "dc2": primary("dc2"), "dc3": secondary("dc3", "organization/consul-federation/dc9")}
-    with pytest.raises(operate.Refused) as refused:
-        operate.plan(str(project(tmp_path, stacks)), ["dc4"])
+    with pytest.raises(stack_plan.Refused) as refused:
+        stack_plan.plan(str(project(tmp_path, stacks)), ["dc4"])
     assert [p.split(" ")[0] for p in refused.value.problems] == ["--stacks", "2"]
 
 
@@ -101,7 +101,7 @@ def test_a_project_without_stack_files_is_refused(tmp_path, capsys, no_engine):
     assert "no Pulumi.<stack>.yaml in" in capsys.readouterr().err
 
 
-class Recorder(operate.Runner):
+class Recorder(stack_runner.Runner):
     """Records the order stacks run in; `failing` stacks fail with an engine-like error."""
 
     def __init__(self, failing=()):
@@ -110,18 +110,18 @@ class Recorder(operate.Runner):
         self.ran: list[str] = []
         self.prepared: list[str] = []
 
-    def prepare(self, names):
+    def select_ahead(self, names):
         self.prepared.extend(names)
 
     def run(self, name, operation, create=False):
         self.ran.append(name)
         if name in self.failing:
-            return operate.Outcome(name, False, error="error: update failed\n  Release dc-x timed out")
-        return operate.Outcome(name, True, changes={"create": 3, "same": 1})
+            return stack_runner.Outcome(name, False, error="error: update failed\n  Release dc-x timed out")
+        return stack_runner.Outcome(name, True, changes={"create": 3, "same": 1})
 
 
-def federation_plan(selected=("dc1", "dc2", "dc3")) -> operate.Plan:
-    return operate.Plan("consul-federation", "dc1", ("dc2", "dc3"), frozenset(selected))
+def federation_plan(selected=("dc1", "dc2", "dc3")) -> stack_plan.Plan:
+    return stack_plan.Plan("consul-federation", "dc1", ("dc2", "dc3"), frozenset(selected))
 
 
 def test_up_runs_the_primary_then_the_secondaries_and_summarises_changes():
@@ -155,12 +155,12 @@ def test_destroy_runs_the_secondaries_first_and_keeps_the_primary_when_one_fails
 
 def test_destroying_the_primary_alone_is_refused_while_a_secondary_has_resources():
     alone = federation_plan(selected=("dc1",))
-    assert operate.destroy_refusal(alone, {"dc1": 40, "dc2": 35, "dc3": 0}) == (
+    assert stack_plan.destroy_refusal(alone, {"dc1": 40, "dc2": 35, "dc3": 0}) == (
         "refusing to destroy the primary dc1: secondary stack(s) dc2 (35 resources) still have resources and "
         "were left out by --stacks; destroy them first (or include them)")
-    assert operate.destroy_refusal(alone, {"dc1": 40, "dc2": 0}) is None
-    assert operate.destroy_refusal(federation_plan(), {"dc1": 40, "dc2": 35, "dc3": 35}) is None
-    assert operate.destroy_refusal(federation_plan(selected=("dc2",)), {"dc1": 40, "dc2": 35}) is None
+    assert stack_plan.destroy_refusal(alone, {"dc1": 40, "dc2": 0}) is None
+    assert stack_plan.destroy_refusal(federation_plan(), {"dc1": 40, "dc2": 35, "dc3": 35}) is None
+    assert stack_plan.destroy_refusal(federation_plan(selected=("dc2",)), {"dc1": 40, "dc2": 35}) is None
 
 
 ENGINE_OUTPUT = """\
@@ -179,10 +179,10 @@ Diagnostics:
 
 def test_the_error_named_is_the_engine_diagnostic():
     lines = ENGINE_OUTPUT.splitlines()
-    assert operate.error_summary(lines, "ignored") == (
+    assert stack_runner.error_summary(lines, "ignored") == (
         "error: Helm gave up waiting for StatefulSet consul/consul-server: 0/1 ready\n"
         "its pods reference key serverConfig missing in secret consul-federation")
-    assert operate.error_summary(["Updating (dc2):"], "\n code: 255\n stdout: \n stderr: no stack named dc2\n") == \
+    assert stack_runner.error_summary(["Updating (dc2):"], "\n code: 255\n stdout: \n stderr: no stack named dc2\n") == \
         "code: 255\nstdout:\nstderr: no stack named dc2"
 
 
@@ -215,9 +215,9 @@ class PlayedStack:
 
 
 def up_outcome(cli):
-    runner = operate.Runner(".", out=io.StringIO())
+    runner = stack_runner.Runner(".", out=io.StringIO())
     runner.stack = lambda name, create: PlayedStack(cli)
-    return runner.run("dc2", operate._up, create=True)
+    return runner.run("dc2", stack_runner.UP, create=True)
 
 
 def test_up_counts_the_changes_of_the_engines_summary_event():
@@ -276,15 +276,15 @@ def test_preview_exits_1_when_a_stack_failed(tmp_path, monkeypatch, failing, cod
 
 
 def test_a_stack_missing_from_the_backend_fails_except_for_destroy():
-    runner = operate.Runner(".", out=io.StringIO())
+    runner = stack_runner.Runner(".", out=io.StringIO())
 
     def missing(name, create):
         raise auto.errors.StackNotFoundError(auto.CommandResult("", "no stack named 'dc2' found", 255))
 
     runner.stack = missing
-    outcome = runner.run("dc2", operate._preview)
+    outcome = runner.run("dc2", stack_runner.PREVIEW)
     assert not outcome.ok and outcome.error.startswith("stack dc2 does not exist in the backend")
-    outcome = runner.run("dc2", operate._destroy)
+    outcome = runner.run("dc2", stack_runner.DESTROY)
     assert (outcome.ok, outcome.note) == (True, "not in the backend: nothing to destroy")
 
 
@@ -306,9 +306,9 @@ class PlayedAutomationStack:
     preview = destroy = _replay
 
 
-@pytest.mark.parametrize("operation", [operate._preview, operate._destroy])
+@pytest.mark.parametrize("operation", [stack_runner.PREVIEW, stack_runner.DESTROY])
 def test_preview_and_destroy_name_the_engines_errors_from_its_events(operation):
-    runner = operate.Runner(".", out=io.StringIO())
+    runner = stack_runner.Runner(".", out=io.StringIO())
     runner.stack = lambda name, create: PlayedAutomationStack("up-program-error.json")
     outcome = runner.run("dc2", operation)
     assert (outcome.ok, outcome.error) == (

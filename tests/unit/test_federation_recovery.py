@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from federation import operate, recovery
+from federation import recovery, runner as stack_runner
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +39,7 @@ class FakeStack:
         self.commands.append(args)
         assert args == ["stack", "export", "--stack", "dc2"], args
         state = {"version": 3, "deployment": {"resources": [], "pending_operations": self.pending}}
-        return operate.auto.CommandResult(stdout=json.dumps(state), stderr="", code=0)
+        return stack_runner.auto.CommandResult(stdout=json.dumps(state), stderr="", code=0)
 
     def refresh(self, **kwargs):
         self.refreshed.append(kwargs)
@@ -91,9 +91,9 @@ def test_a_stack_with_pending_operations_is_refreshed_before_up_and_says_so():
     assert recovery.refresh_if_pending(clean, said.append) == "" and not clean.refreshed
 
 
-def test_operate_runs_up_through_the_recovery():
-    assert operate.refresh_if_pending is recovery.refresh_if_pending
-    assert operate.InterruptedCreates is recovery.InterruptedCreates
+def test_the_runner_runs_up_through_the_recovery():
+    assert stack_runner.refresh_if_pending is recovery.refresh_if_pending
+    assert stack_runner.InterruptedCreates is recovery.InterruptedCreates
 
 
 @pytest.mark.parametrize("status", ["pending-install", "failed", "deployed"])

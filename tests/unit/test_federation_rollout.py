@@ -6,23 +6,23 @@ import io
 
 import pytest
 
-from federation import operate, rollout
+from federation import cli, operate, rollout, runner as stack_runner, stack_plan
 from federation.verify import FAILED, NOT_CHECKED, PASSED, Row
 
 pytestmark = pytest.mark.unit
 
 
-def plan(selected=("dc1", "dc2", "dc3")) -> operate.Plan:
-    return operate.Plan("consul-federation", "dc1", ("dc2", "dc3"), frozenset(selected))
+def plan(selected=("dc1", "dc2", "dc3")) -> stack_plan.Plan:
+    return stack_plan.Plan("consul-federation", "dc1", ("dc2", "dc3"), frozenset(selected))
 
 
 def test_stages_roll_running_secondaries_one_at_a_time_and_new_ones_together():
-    assert operate.up_stages(plan()) == [("the primary", ["dc1"]), ("the secondaries", ["dc2", "dc3"])]
-    assert operate.up_stages(plan(), deployed={"dc1", "dc2", "dc3"}, gated=True) == [
+    assert stack_plan.up_stages(plan()) == [("the primary", ["dc1"]), ("the secondaries", ["dc2", "dc3"])]
+    assert stack_plan.up_stages(plan(), deployed={"dc1", "dc2", "dc3"}, gated=True) == [
         ("the primary", ["dc1"]), ("the secondary dc2", ["dc2"]), ("the secondary dc3", ["dc3"])]
-    assert operate.up_stages(plan(), deployed={"dc1", "dc2"}, gated=True) == [
+    assert stack_plan.up_stages(plan(), deployed={"dc1", "dc2"}, gated=True) == [
         ("the primary", ["dc1"]), ("the secondary dc2", ["dc2"]), ("the new secondaries", ["dc3"])]
-    assert operate.up_stages(plan(("dc3",)), deployed={"dc1", "dc2", "dc3"}, gated=True) == [
+    assert stack_plan.up_stages(plan(("dc3",)), deployed={"dc1", "dc2", "dc3"}, gated=True) == [
         ("the secondary dc3", ["dc3"])]
 
 
@@ -70,7 +70,7 @@ def test_the_gate_never_passes_what_it_could_not_check(answer):
     assert not healthy and clock.now >= 30
 
 
-class GatedRecorder(operate.Runner):
+class GatedRecorder(stack_runner.Runner):
     """Records stages and gates; stacks with resources in the backend are `deployed`."""
 
     def __init__(self, deployed):
@@ -78,7 +78,7 @@ class GatedRecorder(operate.Runner):
         self.deployed = deployed
         self.events: list[str] = []
 
-    def prepare(self, names):
+    def select_ahead(self, names):
         pass
 
     def resource_counts(self):
@@ -86,7 +86,7 @@ class GatedRecorder(operate.Runner):
 
     def run(self, name, operation, create=False):
         self.events.append(f"up {name}")
-        return operate.Outcome(name, True, changes={"update": 1, "same": 11})
+        return stack_runner.Outcome(name, True, changes={"update": 1, "same": 11})
 
 
 def test_up_checks_the_federation_after_each_stage_and_stops_before_the_next_datacenter():
@@ -99,7 +99,7 @@ def test_up_checks_the_federation_after_each_stage_and_stops_before_the_next_dat
                     "  dc2      RPC reaches every datacenter: FAILED: dc1: No path to datacenter")
         return None
 
-    assert operate.run_up(plan(), runner, parallel=4, gate=gate) == operate.EXIT_FAILED
+    assert operate.run_up(plan(), runner, parallel=4, gate=gate) == cli.EXIT_FAILED
     assert runner.events == ["up dc1", "gate dc1,dc2,dc3"]
     out = runner.out.getvalue()
     assert "stopped: after up of the primary, the federation was not healthy within 90 s" in out
@@ -111,7 +111,7 @@ def test_up_checks_the_federation_after_each_stage_and_stops_before_the_next_dat
 def test_a_first_install_gates_only_what_runs_by_then():
     runner = GatedRecorder(set())
     assert operate.run_up(plan(), runner, parallel=4, gate=lambda m, last: runner.events.append(
-        f"gate {','.join(m)}{' (last)' if last else ''}")) == operate.EXIT_OK
+        f"gate {','.join(m)}{' (last)' if last else ''}")) == cli.EXIT_OK
     assert runner.events[:2] == ["up dc1", "gate dc1"]
     assert sorted(runner.events[2:4]) == ["up dc2", "up dc3"] and runner.events[4] == "gate dc1,dc2,dc3 (last)"
 
@@ -119,7 +119,7 @@ def test_a_first_install_gates_only_what_runs_by_then():
 def test_up_with_a_healthy_gate_rolls_every_datacenter_in_order():
     runner = GatedRecorder({"dc1", "dc2", "dc3"})
     assert operate.run_up(plan(), runner, parallel=4, gate=lambda m, last: runner.events.append(
-        f"gate {','.join(m)}{' (last)' if last else ''}")) == operate.EXIT_OK
+        f"gate {','.join(m)}{' (last)' if last else ''}")) == cli.EXIT_OK
     assert runner.events == ["up dc1", "gate dc1,dc2,dc3", "up dc2", "gate dc1,dc2,dc3", "up dc3",
                              "gate dc1,dc2,dc3 (last)"]
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from components.config import parse_config
-from federation import operate, verify as v
+from federation import stack_plan, verify as v
 
 pytestmark = pytest.mark.unit
 
@@ -210,7 +210,7 @@ def test_without_the_bootstrap_token_every_consul_row_says_so(federation, monkey
     Consul request, and no Consul row passes."""
     configs = {name: dc.cfg for name, dc in federation.items()}
     monkeypatch.setattr(v, "load_config", lambda runner, name: configs[name])
-    plan = operate.Plan("consul-federation", "dc1", ("dc2",), frozenset({"dc1", "dc2"}))
+    plan = stack_plan.Plan("consul-federation", "dc1", ("dc2",), frozenset({"dc1", "dc2"}))
     rows = [r for r in v.collect(plan, runner=None, kubernetes_only=False) if r.source == v.CONSUL]
     assert rows and {(r.status, r.detail) for r in rows} == {
         (v.NOT_CHECKED, "no bootstrap ACL token in consul/consul-bootstrap-acl-token")}
