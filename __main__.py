@@ -2,9 +2,10 @@
 
 import pulumi
 
-from components.config import config_warnings, load_config
+from components.config_warnings import config_warnings
 from components.primary import PrimaryDatacenter
 from components.secondary import SecondaryDatacenter
+from components.stack_config import load_config
 
 config = load_config()
 for warning in config_warnings(config):

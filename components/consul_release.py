@@ -18,7 +18,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .config import VALUE_KEYS, DatacenterConfig
+from .settings import VALUE_KEYS, DatacenterConfig
 from .hook_jobs import delete_leftover_hook_jobs
 from .kube_cluster import resolve_kubeconfig
 from .readiness import explain_failed_release

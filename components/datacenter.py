@@ -12,7 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import outputs
-from .config import DatacenterConfig
+from .settings import DatacenterConfig
 from .consul_release import consul_release
 from .kube_cluster import make_provider, require_reachable, resolve_kubeconfig
 from .proxy_defaults import proxy_defaults

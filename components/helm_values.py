@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping, Optional
 
-from .config import DatacenterConfig, MeshGatewayConfig
+from .settings import DatacenterConfig, MeshGatewayConfig
 from .constants import (FED_CA_CERT, FED_CA_KEY, FED_GOSSIP_KEY, FED_REPLICATION_TOKEN,
                         FED_SERVER_CONFIG, GOSSIP_SECRET_KEY)
 

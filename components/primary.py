@@ -7,7 +7,7 @@ from typing import Optional
 import pulumi
 
 from . import outputs
-from .config import DatacenterConfig
+from .settings import DatacenterConfig
 from .datacenter import cluster, common_outputs, install
 from .federation_secret import read_federation_secret
 from .gossip_key import GossipEncryptionKey

@@ -15,8 +15,9 @@ from typing import Any, Mapping
 import pulumi
 
 from . import outputs
-from .config import ConfigError, DatacenterConfig
+from .config import ConfigError
 from .helm_values import required_federation_keys
+from .settings import DatacenterConfig
 from .stack_ref import StackRef
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
+from components.settings import ROLES
 from components.stack_ref import StackRef
 
 from . import stacks as stack_files
@@ -81,7 +82,7 @@ def plan(project_dir: str, only: Optional[Iterable[str]] = None) -> Plan:
             problems.append(str(exc))
             continue
         role = raw.get("role")
-        if role not in ("primary", "secondary"):
+        if role not in ROLES:
             problems.append(f"Pulumi.{name}.yaml: consul-federation:role is {role!r}; set it to primary "
                             "(one stack) or secondary")
             continue

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import yaml
 
 from components.constants import CONFIG_NAMESPACE
+from components.settings import setting_value
 from components.stack_ref import StackRef
 
 _STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>.+)\.yaml$")
@@ -71,18 +72,6 @@ def _holds_secure(value: Any) -> bool:
     return False
 
 
-def _as_config_value(value: Any) -> Any:
-    """Pulumi keeps a scalar setting as text (``Config.get`` returns ``"true"``, ``"2"``) and a
-    mapping or list as an object; parse_config relies on both."""
-    if isinstance(value, (dict, list)):
-        return value
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def read_stack(project_dir: str, name: str) -> StackFile:
     """The stack's settings; raises FileNotFoundError or StackFileError."""
     path = stack_file(project_dir, name)
@@ -97,7 +86,7 @@ def read_stack(project_dir: str, name: str) -> StackFile:
     if not isinstance(config, dict):
         raise StackFileError(f"{os.path.basename(path)}: 'config' is not a mapping")
     prefix = f"{CONFIG_NAMESPACE}:"
-    raw = {key[len(prefix):]: _as_config_value(value)
+    raw = {key[len(prefix):]: setting_value(key[len(prefix):], value)
            for key, value in config.items() if isinstance(key, str) and key.startswith(prefix)}
     secret = frozenset(key for key, value in raw.items() if _holds_secure(value))
     return StackFile(name, raw, secret)

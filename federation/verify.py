@@ -38,8 +38,10 @@ from kubernetes.client.exceptions import ApiException
 from pulumi import automation as auto
 from urllib3.exceptions import HTTPError as TransportError
 
-from components.config import OBJECT_KEYS, ConfigError, DatacenterConfig, parse_config
-from components.constants import CONFIG_NAMESPACE, GOSSIP_SECRET_KEY
+from components.config import ConfigError, parse_config
+from components.settings import DatacenterConfig
+from components.stack_config import automation_config
+from components.constants import GOSSIP_SECRET_KEY
 from components.helm_values import GATEWAY_SERVICE_PORT
 from components.kube_cluster import api_client, resolve_kubeconfig
 
@@ -133,18 +135,7 @@ def gateway_addresses(cfg: DatacenterConfig, service: Any, host_ips: list[str]) 
 
 def load_config(runner: Runner, name: str) -> DatacenterConfig:
     """The stack's settings as the program reads them (secrets decrypted by the engine's config)."""
-    stack = runner.stack(name, create=False)
-    prefix = f"{CONFIG_NAMESPACE}:"
-    raw: dict[str, Any] = {}
-    secret: set[str] = set()
-    for key, value in stack.get_all_config().items():
-        if not key.startswith(prefix):
-            continue
-        setting = key[len(prefix):]
-        raw[setting] = json.loads(value.value) if setting in OBJECT_KEYS else value.value
-        if value.secret:
-            secret.add(setting)
-    return parse_config(raw, frozenset(secret))
+    return parse_config(*automation_config(runner.stack(name, create=False)))
 
 
 class Datacenter:

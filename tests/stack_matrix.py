@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from components.config import DatacenterConfig, parse_config
+from components.config import parse_config
+from components.settings import DatacenterConfig
 from components.helm_values import primary_values, secondary_values
 
 PRIMARY_REF = "organization/consul-federation/dc1"

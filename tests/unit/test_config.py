@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from components.config import (KEYS, MESH_GATEWAY_KEYS, OBJECT_KEYS, ConfigError, DatacenterConfig,
-                               config_warnings, parse_config)
+from components.config import ConfigError, parse_config
+from components.config_warnings import config_warnings
+from components.settings import KEYS, MESH_GATEWAY_KEYS, OBJECT_KEYS, DatacenterConfig
 from stack_matrix import primary, secondary
 
 pytestmark = pytest.mark.unit

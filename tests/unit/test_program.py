@@ -12,7 +12,8 @@ import base64
 import pytest
 import yaml
 
-from components.config import KEYS, ConfigError
+from components.config import ConfigError
+from components.settings import KEYS
 from components.gossip_key import gossip_key_from_seed
 from pulumi_mocks import (GOSSIP_KEY, ProgramFailed, Run, federation_data, primary_outputs,
                           run_case, run_program)
