@@ -40,7 +40,7 @@ from urllib3.exceptions import HTTPError as TransportError
 
 from components.config import OBJECT_KEYS, ConfigError, DatacenterConfig, parse_config
 from components.constants import CONFIG_NAMESPACE, GOSSIP_SECRET_KEY
-from components.helm_values import GATEWAY_SERVICE_PORT
+from components.helm_values import advertised_port
 from components.kube_cluster import api_client, resolve_kubeconfig
 
 from . import cli, consul_status
@@ -112,8 +112,7 @@ def gateway_addresses(cfg: DatacenterConfig, service: Any, host_ips: list[str]) 
     cluster IP), or (None, why they are unknown)."""
     gateway = cfg.mesh_gateway
     if gateway.wan_address:
-        port = gateway.node_port if gateway.service_type == "NodePort" else GATEWAY_SERVICE_PORT
-        return [f"{gateway.wan_address}:{port}"], ""
+        return [f"{gateway.wan_address}:{advertised_port(gateway)}"], ""
     spec = service.spec
     port = spec.ports[0]
     if spec.type == "LoadBalancer":
