@@ -30,15 +30,19 @@ def required_federation_keys(acls: bool, gossip: bool) -> list[str]:
     return keys
 
 
+def advertised_port(gateway: MeshGatewayConfig) -> int:
+    """The port other datacenters dial for this gateway: traffic arrives on the node port of a
+    NodePort Service and on the Service port otherwise. The chart advertises it as
+    wanAddress.port for a static address, and verify expects it there."""
+    return gateway.node_port if gateway.service_type == "NodePort" else GATEWAY_SERVICE_PORT
+
+
 def mesh_gateway_values(gateway: MeshGatewayConfig) -> dict[str, Any]:
     service: dict[str, Any] = {"type": gateway.service_type, "port": GATEWAY_SERVICE_PORT}
     if gateway.service_type == "NodePort":
         service["nodePort"] = gateway.node_port
     if gateway.wan_address:
-        # The chart advertises wanAddress.port for a static address; traffic arrives on the
-        # node port for NodePort services and on the service port otherwise.
-        port = gateway.node_port if gateway.service_type == "NodePort" else GATEWAY_SERVICE_PORT
-        wan = {"source": "Static", "static": gateway.wan_address, "port": port}
+        wan = {"source": "Static", "static": gateway.wan_address, "port": advertised_port(gateway)}
     else:
         # "Service": the load balancer address, the node IP with the node port, or the cluster IP.
         wan = {"source": "Service"}

@@ -13,7 +13,7 @@ Messages carry names, keys and redacted log lines only, never a value.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import pulumi
 
@@ -21,17 +21,42 @@ from .hook_jobs import failed_hook_lines, finished, read_release_jobs
 from .kube_cluster import api_client, error_summary
 from .pod_failures import LogReader, api_log_reader, pod_failure_lines
 
-def replicas_short(kind: str, obj: Mapping[str, Any]) -> Optional[str]:
-    """'0 of 1 replicas ready' for a workload Helm's wait would not accept, else None."""
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+
+class Readiness(NamedTuple):
+    """A workload's pods counted ready, how many its spec wants, and whether its controller has
+    observed the current spec (status.observedGeneration >= metadata.generation)."""
+
+    ready: int
+    want: int
+    observed: bool
+
+    @property
+    def complete(self) -> bool:
+        """Every wanted pod ready, counted for the current spec."""
+        return self.observed and self.ready >= self.want
+
+
+def workload_readiness(kind: str, obj: Mapping[str, Any]) -> Readiness:
+    """How ready a Deployment, StatefulSet or DaemonSet is, from the object as the API returns it
+    (camelCase: ``ApiClient.sanitize_for_serialization``); one rule for the Release's error hook
+    and for verify. Pods count when ready (readyReplicas; numberReady of desiredNumberScheduled
+    for a DaemonSet): what Helm's wait counts and what a Service sends traffic to. Not
+    availableReplicas (ready for minReadySeconds): none of the pinned Consul charts sets
+    minReadySeconds, so for their workloads the two are equal."""
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     if kind == "DaemonSet":
         want, ready = status.get("desiredNumberScheduled") or 0, status.get("numberReady") or 0
     else:
         want = spec.get("replicas", 1)
         ready = status.get("readyReplicas") or 0
-    if ready >= want and status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0):
-        return None
-    return f"{ready} of {want} replicas ready"
+    observed = (status.get("observedGeneration") or 0) >= (meta.get("generation") or 0)
+    return Readiness(ready, want, observed)
+
+
+def replicas_short(kind: str, obj: Mapping[str, Any]) -> Optional[str]:
+    """'0 of 1 replicas ready' for a workload Helm's wait would not accept, else None."""
+    r = workload_readiness(kind, obj)
+    return None if r.complete else f"{r.ready} of {r.want} replicas ready"
 
 
 def missing_references(pod_spec: Mapping[str, Any], secrets: Mapping[str, set[str]],

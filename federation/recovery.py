@@ -43,7 +43,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional
 from urllib.parse import unquote, urlparse
 
 from pulumi import automation as auto
@@ -51,6 +51,7 @@ from pulumi import automation as auto
 from components.stack_ref import DEFAULT_ORG, StackRef
 
 from . import stacks as stack_files
+from .helm_records import ClusterHelmRecords, HelmRecords
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 # Interrupted creates of these kinds are safe to drop from the state and create again: the
@@ -184,48 +185,15 @@ def clear_stale_lock(stack: auto.Stack, on_output: Callable[[str], None]) -> boo
 
 # ---- Helm's record of the release --------------------------------------------------------------
 
-class HelmRecords(Protocol):
-    """Helm's release records in one cluster (Secrets ``sh.helm.release.v1.<name>.v<N>``)."""
-
-    def revisions(self, namespace: str, name: str) -> list[tuple[int, str]]:
-        """[(revision, status)], oldest first."""
-
-    def delete(self, namespace: str, name: str, revision: int) -> None:
-        ...
-
-
-class ClusterHelmRecords:
-    """HelmRecords through the Kubernetes API, with the stack's kubeconfig and context."""
-
-    def __init__(self, kubeconfig: Optional[str], context: str):
-        from kubernetes import client  # only when a run was interrupted
-
-        from components.kube_cluster import api_client, resolve_kubeconfig
-        self.context = context
-        self.core = client.CoreV1Api(api_client(resolve_kubeconfig(kubeconfig, context), context))
-
-    def revisions(self, namespace: str, name: str) -> list[tuple[int, str]]:
-        from kubernetes.client.exceptions import ApiException
-        try:
-            items = self.core.list_namespaced_secret(
-                namespace, label_selector=f"owner=helm,name={name}", _request_timeout=(5, 30)).items
-        except ApiException as exc:
-            if exc.status == 404:
-                return []
-            raise
-        return sorted((int(s.metadata.labels.get("version", 0)), s.metadata.labels.get("status", "?"))
-                      for s in items)
-
-    def delete(self, namespace: str, name: str, revision: int) -> None:
-        self.core.delete_namespaced_secret(f"sh.helm.release.v1.{name}.v{revision}", namespace,
-                                           _request_timeout=(5, 30))
-
-
 def cluster_records(stack: auto.Stack) -> tuple[HelmRecords, str]:
     """Helm's records in the stack's cluster, and its context's name (from the stack file)."""
+    from kubernetes import client  # only when a run was interrupted
+
+    from components.kube_cluster import api_client, resolve_kubeconfig
     raw = stack_files.read_stack(stack.workspace.work_dir, StackRef.parse(stack.name).stack).raw
     context = str(raw.get("kubeContext", ""))
-    return ClusterHelmRecords(raw.get("kubeconfig") or None, context), context
+    api = api_client(resolve_kubeconfig(raw.get("kubeconfig") or None, context), context)
+    return ClusterHelmRecords(client.CoreV1Api(api)), context
 
 
 def _plain(value: object) -> Optional[str]:

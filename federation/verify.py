@@ -39,11 +39,12 @@ from pulumi import automation as auto
 from urllib3.exceptions import HTTPError as TransportError
 
 from components.config import ConfigError, parse_config
+from components.constants import GOSSIP_SECRET_KEY
+from components.helm_values import advertised_port
 from components.settings import DatacenterConfig
 from components.stack_config import automation_config
-from components.constants import GOSSIP_SECRET_KEY
-from components.helm_values import GATEWAY_SERVICE_PORT
 from components.kube_cluster import api_client, resolve_kubeconfig
+from components.readiness import workload_readiness
 
 from . import cli, consul_status
 from .runner import Runner
@@ -114,8 +115,7 @@ def gateway_addresses(cfg: DatacenterConfig, service: Any, host_ips: list[str]) 
     cluster IP), or (None, why they are unknown)."""
     gateway = cfg.mesh_gateway
     if gateway.wan_address:
-        port = gateway.node_port if gateway.service_type == "NodePort" else GATEWAY_SERVICE_PORT
-        return [f"{gateway.wan_address}:{port}"], ""
+        return [f"{gateway.wan_address}:{advertised_port(gateway)}"], ""
     spec = service.spec
     port = spec.ports[0]
     if spec.type == "LoadBalancer":
@@ -172,22 +172,20 @@ class Datacenter:
         return Row(self.cfg.datacenter, self.stack, check, source, status, detail)
 
 
-def _ready(obj: Any, ready: Optional[int]) -> tuple[str, str]:
-    """Ready only when the controller has seen the current spec and every replica is ready."""
-    want = obj.spec.replicas if obj.spec.replicas is not None else 1
-    current = (obj.status.observed_generation or 0) >= (obj.metadata.generation or 0)
-    if current and want > 0 and (ready or 0) >= want:
-        return PASSED, f"{ready}/{want} ready"
-    return FAILED, f"{ready or 0}/{want} ready{'' if current else ' (rollout not observed yet)'}"
+def _ready(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
+    """Ready as the Release's error hook counts it (readiness.workload_readiness), and at least
+    one replica wanted: a server StatefulSet or gateway scaled to zero holds no federation."""
+    r = workload_readiness(kind, obj)
+    if r.complete and r.want > 0:
+        return PASSED, f"{r.ready}/{r.want} ready"
+    return FAILED, f"{r.ready}/{r.want} ready{'' if r.observed else ' (rollout not observed yet)'}"
 
 
 def workload_rows(dc: Datacenter) -> list[Row]:
     rows = []
-    for check, kind, suffix, read, ready_field in (
-            ("server StatefulSet ready", "StatefulSet", "server", dc.apps.read_namespaced_stateful_set,
-             "ready_replicas"),
-            ("mesh gateway Deployment ready", "Deployment", "mesh-gateway", dc.apps.read_namespaced_deployment,
-             "available_replicas")):
+    for check, kind, suffix, read in (
+            ("server StatefulSet ready", "StatefulSet", "server", dc.apps.read_namespaced_stateful_set),
+            ("mesh gateway Deployment ready", "Deployment", "mesh-gateway", dc.apps.read_namespaced_deployment)):
         try:
             obj = read(dc.name(suffix), dc.ns, _request_timeout=_TIMEOUT)
         except ApiException as exc:
@@ -195,7 +193,7 @@ def workload_rows(dc: Datacenter) -> list[Row]:
                 raise
             rows.append(dc.row(check, FAILED, f"{kind} {dc.ns}/{dc.name(suffix)} does not exist: run up"))
             continue
-        status, detail = _ready(obj, getattr(obj.status, ready_field))
+        status, detail = _ready(kind, dc.api.sanitize_for_serialization(obj))
         rows.append(dc.row(check, status, f"{kind} {dc.ns}/{obj.metadata.name}: {detail}"))
     return rows
 

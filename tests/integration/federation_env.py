@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from kubernetes import client, config
 
+from federation.helm_records import ClusterHelmRecords
 from localcluster.controlplane import ControlPlane, write_kubeconfig
 from localcluster.project import PRIMARY_REF, ScratchProject
 from harness import ClusterHarness
@@ -156,11 +157,7 @@ class Federation:
 
     def helm_values(self, context: str, release: str = "consul") -> dict[str, Any]:
         """The user-supplied values of the newest revision, from Helm's own release record."""
-        records = self.core(context).list_namespaced_secret(
-            NAMESPACE, label_selector=f"owner=helm,name={release}").items
-        newest = max(records, key=lambda s: int(s.metadata.labels["version"]))
-        blob = base64.b64decode(base64.b64decode(newest.data["release"]))
-        return json.loads(gzip.decompress(blob))["config"]
+        return ClusterHelmRecords(self.core(context)).newest(NAMESPACE, release)["config"]
 
     def auth_method_host(self, context: str) -> str:
         """What the program derives for k8sAuthMethodHost from the played Endpoints."""
@@ -171,9 +168,7 @@ class Federation:
 
     def helm_history(self, context: str, release: str = "consul") -> list[tuple[int, str]]:
         """(revision, status) of every revision Helm keeps for the release, oldest first."""
-        records = self.core(context).list_namespaced_secret(
-            NAMESPACE, label_selector=f"owner=helm,name={release}").items
-        return sorted((int(s.metadata.labels["version"]), s.metadata.labels["status"]) for s in records)
+        return ClusterHelmRecords(self.core(context)).revisions(NAMESPACE, release)
 
     def cli(self, *args: str, timeout: int = 2400) -> subprocess.CompletedProcess:
         """`python -m federation <args>` on this project, as an operator runs it; `.seconds` is

@@ -199,7 +199,26 @@ def statefulset(ready, replicas=1, generation=2, observed=2):
     (statefulset(ready=1, observed=1), (v.FAILED, "1/1 ready (rollout not observed yet)")),
 ])
 def test_ready_means_every_replica_of_the_current_spec(obj, expected):
-    assert v._ready(obj, obj.status.ready_replicas) == expected
+    assert v._ready("StatefulSet", client.ApiClient().sanitize_for_serialization(obj)) == expected
+
+
+def deployment(ready, available, replicas=1):
+    return client.V1Deployment(metadata=client.V1ObjectMeta(name="consul-mesh-gateway", generation=3),
+                               spec=client.V1DeploymentSpec(replicas=replicas, selector=client.V1LabelSelector(),
+                                                            template=client.V1PodTemplateSpec()),
+                               status=client.V1DeploymentStatus(replicas=replicas, ready_replicas=ready,
+                                                                available_replicas=available, observed_generation=3))
+
+
+@pytest.mark.parametrize("obj, expected", [
+    (deployment(ready=2, available=2, replicas=2), (v.PASSED, "2/2 ready")),
+    (deployment(ready=1, available=0), (v.PASSED, "1/1 ready")),  # ready pods count, as in Helm's wait
+    (deployment(ready=None, available=None), (v.FAILED, "0/1 ready")),
+    (deployment(ready=None, available=None, replicas=0), (v.FAILED, "0/0 ready")),  # scaled to zero
+])
+def test_the_gateway_deployment_counts_ready_pods_as_the_release_error_hook_does(obj, expected):
+    """The object as the client returns it, serialized as workload_rows does."""
+    assert v._ready("Deployment", client.ApiClient().sanitize_for_serialization(obj)) == expected
 
 
 def test_rpc_row_asks_every_other_datacenter_and_names_the_ones_consul_cannot_reach(monkeypatch):

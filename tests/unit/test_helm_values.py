@@ -96,6 +96,22 @@ def test_static_wan_address_of_a_cluster_ip_gateway_advertises_the_service_port(
         "wanAddress": {"source": "Static", "static": "dc3-gateway.consul.test", "port": 443}}
 
 
+@pytest.mark.parametrize("gateway, port", [
+    ({"serviceType": "NodePort", "nodePort": 30001}, 30001),
+    ({"serviceType": "NodePort", "nodePort": 30001, "wanAddress": "gw.example.com"}, 30001),
+    ({"serviceType": "LoadBalancer"}, 443),
+    ({"serviceType": "ClusterIP", "wanAddress": "dc3-gateway.consul.test"}, 443),
+])
+def test_advertised_port_is_the_node_port_of_a_node_port_gateway_and_the_service_port_otherwise(gateway, port):
+    """One rule for the port other datacenters dial: the chart's wanAddress.port and verify's
+    expected address both come from it."""
+    from components.config import parse_config
+    from components.helm_values import advertised_port
+
+    cfg = parse_config({"role": "primary", "datacenter": "dc1", "kubeContext": "dc1", "meshGateway": gateway})
+    assert advertised_port(cfg.mesh_gateway) == port
+
+
 def test_remote_mode_replicas():
     assert case("remote-dc1").chart_values()["meshGateway"]["replicas"] == 2
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from components.readiness import explain_unready, missing_references, replicas_short
+from components.readiness import Readiness, explain_unready, missing_references, replicas_short, workload_readiness
 
 pytestmark = pytest.mark.unit
 
@@ -49,6 +49,33 @@ def test_nothing_missing_when_everything_resolves():
 ])
 def test_replicas_short(obj, expected):
     assert replicas_short("StatefulSet", obj) == expected
+
+
+@pytest.mark.parametrize("kind, obj, expected", [
+    ("StatefulSet", statefulset(ready=3, replicas=3), Readiness(3, 3, True)),
+    ("StatefulSet", statefulset(ready=1, generation=2, observed=1), Readiness(1, 1, False)),
+    ("Deployment", {"metadata": {"generation": 4}, "spec": {"replicas": 2},
+                    "status": {"readyReplicas": 2, "availableReplicas": 1, "observedGeneration": 4}},
+     Readiness(2, 2, True)),
+    ("Deployment", {"metadata": {"generation": 1}, "spec": {}, "status": {}}, Readiness(0, 1, False)),
+    ("Deployment", {"metadata": {"generation": 2}, "spec": {"replicas": 0}, "status": {"observedGeneration": 2}},
+     Readiness(0, 0, True)),
+    ("DaemonSet", {"metadata": {"generation": 1}, "spec": {},
+                   "status": {"desiredNumberScheduled": 3, "numberReady": 3, "observedGeneration": 1}},
+     Readiness(3, 3, True)),
+])
+def test_workload_readiness_counts_ready_pods_of_the_replicas_wanted(kind, obj, expected):
+    """Ready pods count (not availableReplicas), spec.replicas defaults to 1, and a spec the
+    controller has not observed yet is not complete."""
+    assert workload_readiness(kind, obj) == expected
+
+
+@pytest.mark.parametrize("readiness, complete", [
+    (Readiness(1, 1, True), True), (Readiness(2, 1, True), True), (Readiness(0, 0, True), True),
+    (Readiness(0, 1, True), False), (Readiness(1, 1, False), False),
+])
+def test_complete_means_every_wanted_pod_ready_for_the_current_spec(readiness, complete):
+    assert readiness.complete is complete
 
 
 def test_daemonset_counts_scheduled_pods():
