@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 
 import pulumi
 
-from .kube_cluster import api_client, error_summary
+from .kube_cluster import KubeCluster, error_summary
 
 HOOK = "helm.sh/hook"
 DELETE_POLICY = "helm.sh/hook-delete-policy"
@@ -74,23 +74,23 @@ def failed_hook_lines(jobs: list[Mapping[str, Any]], context: str, namespace: st
     return lines
 
 
-def read_release_jobs(kubeconfig: str, context: str, namespace: str, release: str) -> list[dict[str, Any]]:
-    """The release's Jobs (label release=<release>, as the chart labels them), as plain dicts."""
+def read_release_jobs(api: Any, namespace: str, release: str) -> list[dict[str, Any]]:
+    """The release's Jobs (label release=<release>, as the chart labels them), as plain dicts,
+    read through `api` (an ApiClient)."""
     from kubernetes import client  # imported only when a hook runs
 
-    api = api_client(kubeconfig, context)
     jobs = client.BatchV1Api(api).list_namespaced_job(namespace, label_selector=f"release={release}")
     return [api.sanitize_for_serialization(job) for job in jobs.items]
 
 
-def delete_jobs(kubeconfig: str, context: str, namespace: str, names: list[str],
+def delete_jobs(api: Any, namespace: str, names: list[str],
                 wait: float = DELETE_WAIT_SECONDS) -> list[str]:
     """Delete the Jobs (their pods with them, as Helm does) and wait until they are gone;
     returns those still there after `wait` seconds."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    batch = client.BatchV1Api(api_client(kubeconfig, context))
+    batch = client.BatchV1Api(api)
     for name in names:
         try:
             batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
@@ -108,21 +108,21 @@ def delete_jobs(kubeconfig: str, context: str, namespace: str, names: list[str],
     return left
 
 
-def delete_leftover_hook_jobs(name: str, kubeconfig: str, context: str, namespace: str,
-                              release: str) -> pulumi.ResourceHook:
+def delete_leftover_hook_jobs(name: str, kube: KubeCluster, namespace: str, release: str) -> pulumi.ResourceHook:
     """A before-update hook for the Release: delete the hook Jobs a failed Helm operation left
     (``leftover_hook_jobs``), saying which. It runs on `pulumi up` only, never in a preview. If
     the cluster cannot be read it says so and lets Helm report the problem."""
 
     def hook(args: pulumi.ResourceHookArgs) -> None:
         try:
-            leftover = leftover_hook_jobs(read_release_jobs(kubeconfig, context, namespace, release))
+            api = kube.api_client()
+            leftover = leftover_hook_jobs(read_release_jobs(api, namespace, release))
             if not leftover:
                 return
-            left = delete_jobs(kubeconfig, context, namespace, [n for n, _ in leftover])
+            left = delete_jobs(api, namespace, [n for n, _ in leftover])
         except Exception as exc:  # Helm's own error will say more; never block the upgrade here
             pulumi.log.warn(f"could not look for hook Jobs left by a failed Helm operation of release "
-                            f"{namespace}/{release} (context {context}): {error_summary(exc)}")
+                            f"{namespace}/{release} (context {kube.context}): {error_summary(exc)}")
             return
         for job, state in leftover:
             pulumi.log.warn(f"deleted hook Job {namespace}/{job} ({state}), which a failed Helm "

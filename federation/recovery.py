@@ -199,9 +199,9 @@ class ClusterHelmRecords:
     def __init__(self, kubeconfig: Optional[str], context: str):
         from kubernetes import client  # only when a run was interrupted
 
-        from components.kube_cluster import api_client, resolve_kubeconfig
+        from components.kube_cluster import resolve_cluster
         self.context = context
-        self.core = client.CoreV1Api(api_client(resolve_kubeconfig(kubeconfig, context), context))
+        self.core = client.CoreV1Api(resolve_cluster(kubeconfig, context).api_client())
 
     def revisions(self, namespace: str, name: str) -> list[tuple[int, str]]:
         from kubernetes.client.exceptions import ApiException

@@ -8,6 +8,9 @@ import pytest
 
 from components import hook_jobs
 from components.hook_jobs import failed_hook_lines, finished, leftover_hook_jobs
+from components.kube_cluster import KubeCluster
+from pulumi_mocks import run_hook, run_program
+from stack_matrix import primary
 
 pytestmark = pytest.mark.unit
 
@@ -71,12 +74,20 @@ def hook_args() -> pulumi.ResourceHookArgs:
                                    type="kubernetes:helm.sh/v3:Release")
 
 
-def test_the_release_deletes_leftover_hook_jobs_before_an_update(monkeypatch):
+@pytest.fixture
+def api(monkeypatch):
+    """The client a hook makes stands for its kubeconfig file and context, read by nothing."""
+    monkeypatch.setattr(KubeCluster, "api_client", lambda self: ("api", self.kubeconfig, self.context))
+    return ("api", "/k/config", "dc1")
+
+
+def the_hook(namespace: str = "consul", release: str = "consul") -> pulumi.ResourceHook:
+    return hook_jobs.delete_leftover_hook_jobs("dc1-consul", KubeCluster("/k/config", "dc1", {}), namespace, release)
+
+
+def test_the_release_deletes_leftover_hook_jobs_before_an_update(monkeypatch, api):
     """The Release of every stack carries the hook, bound to its kubeconfig, context, namespace
     and release; it deletes exactly the leftovers and says which."""
-    from pulumi_mocks import run_program
-    from stack_matrix import primary
-
     run = run_program(primary(namespace="mesh", releaseName="hc", kubeconfig="/k/config"),
                       federation={"mesh/consul-federation": {}})
     (release,) = [r for r in run.registrations if r.type == "kubernetes:helm.sh/v3:Release"]
@@ -87,27 +98,26 @@ def test_the_release_deletes_leftover_hook_jobs_before_an_update(monkeypatch):
     monkeypatch.setattr(hook_jobs, "read_release_jobs", lambda *a: read.append(a) or [
         job("consul-create-federation-secret", FAILED), job("consul-gateway-resources", COMPLETE,
                                                             policy="before-hook-creation")])
+
     monkeypatch.setattr(hook_jobs, "delete_jobs", lambda *a: deleted.append(a) or [])
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
-    hook.callback(hook_args())
-    assert read == [("/k/config", "dc1", "mesh", "hc")]
-    assert deleted == [("/k/config", "dc1", "mesh", ["consul-create-federation-secret"])]
+    run_hook(hook, hook_args())
+    assert read == [(api, "mesh", "hc")]
+    assert deleted == [(api, "mesh", ["consul-create-federation-secret"])]
     assert warned == ["deleted hook Job mesh/consul-create-federation-secret (Failed: BackoffLimitExceeded: "
                       "Job has reached the specified backoff limit), which a failed Helm operation of this "
                       "release left behind: Helm could not create it again otherwise"]
 
 
-def test_nothing_left_means_nothing_deleted_or_said(monkeypatch):
-    hook = hook_jobs.delete_leftover_hook_jobs("dc1-consul", "/k/config", "dc1", "consul", "consul")
+def test_nothing_left_means_nothing_deleted_or_said(monkeypatch, api):
     monkeypatch.setattr(hook_jobs, "read_release_jobs", lambda *a: [job("consul-x", COMPLETE,
                                                                         policy="before-hook-creation")])
     monkeypatch.setattr(hook_jobs, "delete_jobs", lambda *a: pytest.fail("nothing to delete"))
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: pytest.fail(message))
-    hook.callback(hook_args())
+    run_hook(the_hook(), hook_args())
 
 
-def test_a_cluster_that_cannot_be_read_does_not_block_the_upgrade(monkeypatch):
-    hook = hook_jobs.delete_leftover_hook_jobs("dc1-consul", "/k/config", "dc1", "consul", "consul")
+def test_a_cluster_that_cannot_be_read_does_not_block_the_upgrade(monkeypatch, api):
     warned = []
 
     def refused(*a):
@@ -115,6 +125,6 @@ def test_a_cluster_that_cannot_be_read_does_not_block_the_upgrade(monkeypatch):
 
     monkeypatch.setattr(hook_jobs, "read_release_jobs", refused)
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
-    hook.callback(hook_args())  # no exception: Helm reports the real problem
+    run_hook(the_hook(), hook_args())  # no exception: Helm reports the real problem
     assert warned == ["could not look for hook Jobs left by a failed Helm operation of release consul/consul "
                       "(context dc1): ConnectionRefusedError"]

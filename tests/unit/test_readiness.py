@@ -2,9 +2,17 @@
 
 import pytest
 
+from components.kube_cluster import KubeCluster
 from components.readiness import explain_unready, missing_references, replicas_short
+from pulumi_mocks import run_hook
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def api(monkeypatch):
+    """The client a hook makes stands for its kubeconfig file and context, read by nothing."""
+    monkeypatch.setattr(KubeCluster, "api_client", lambda self: ("api", self.kubeconfig, self.context))
 
 SERVER_POD = {
     "volumes": [
@@ -68,7 +76,7 @@ def test_explain_names_only_unready_workloads_with_what_their_pods_lack():
                      "Secret consul-federation has no key 'serverConfigJSON'"]
 
 
-def test_the_release_explains_its_own_failure(monkeypatch):
+def test_the_release_explains_its_own_failure(monkeypatch, api):
     """The Release carries the error hook, bound to this stack's kubeconfig, context, namespace
     and release; when it fires it reads the cluster and logs what Helm's wait gave up on."""
     import pulumi
@@ -83,15 +91,15 @@ def test_the_release_explains_its_own_failure(monkeypatch):
     (hook,) = release.error_hooks
     assert hook.name == "dc1-consul-explain-unready"
     seen, logged = [], []
-    monkeypatch.setattr(readiness, "read_unready", lambda *a: seen.append(a) or (
+    monkeypatch.setattr(readiness, "read_unready", lambda *a: seen.append(a[:3]) or (
         ["StatefulSet mesh/x: 0 of 1 replicas ready"],
         ['StatefulSet mesh/x: pod x-0, container consul (exited 1); its log ends: "bind: address in use"']))
     monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [])  # no hook failed
     monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
     args = pulumi.ErrorHookArgs(urn="u", id="", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
                                 failed_operation="create", errors=["context deadline exceeded"])
-    assert hook(args) is False  # Helm already waited the release timeout: no retry
-    assert seen == [("/k/config", "dc1", "mesh", "hc")]
+    assert run_hook(hook, args) is False  # Helm already waited the release timeout: no retry
+    assert seen == [(("api", "/k/config", "dc1"), "mesh", "hc")]
     assert logged == ["Helm release mesh/hc (create) is not ready; Helm's wait gave up on:\n"
                       "  - StatefulSet mesh/x: 0 of 1 replicas ready",
                       "Helm release mesh/hc (create): failing containers (kubectl --context dc1 -n mesh "
@@ -100,7 +108,7 @@ def test_the_release_explains_its_own_failure(monkeypatch):
                       '"bind: address in use"']
 
 
-def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monkeypatch):
+def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monkeypatch, api):
     """A post-upgrade hook failed, every workload is ready: the error names the hook Job, how it
     failed and the command that shows its logs."""
     import pulumi
@@ -116,10 +124,10 @@ def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monk
     monkeypatch.setattr(readiness, "read_unready", lambda *a: ([], []))
     monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [failed])
     monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
-    hook = readiness.explain_failed_release("dc1-consul", "/k/config", "kind-dc1", "consul", "consul")
+    hook = readiness.explain_failed_release("dc1-consul", KubeCluster("/k/config", "kind-dc1", {}), "consul", "consul")
     args = pulumi.ErrorHookArgs(urn="u", id="consul/consul", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
                                 failed_operation="update", errors=["post-upgrade hooks failed"])
-    assert hook(args) is False
+    assert run_hook(hook, args) is False
     (message,) = logged
     assert message.startswith("Helm release consul/consul (update): a hook failed, so Helm marked this "
                               "revision failed:\n  - hook Job consul/consul-create-federation-secret "
@@ -129,7 +137,7 @@ def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monk
     assert "deletes the hook Jobs Helm left behind" in message
 
 
-def test_a_cluster_that_cannot_be_read_is_a_warning_not_a_second_error(monkeypatch):
+def test_a_cluster_that_cannot_be_read_is_a_warning_not_a_second_error(monkeypatch, api):
     import pulumi
 
     from components import readiness
@@ -140,12 +148,13 @@ def test_a_cluster_that_cannot_be_read_is_a_warning_not_a_second_error(monkeypat
         raise ConnectionRefusedError()
 
     monkeypatch.setattr(readiness, "read_unready", unreachable)
+    monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [])
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
     monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
-    hook = readiness.explain_failed_release("dc2-consul", "/k/config", "dc2", "consul", "consul")
+    hook = readiness.explain_failed_release("dc2-consul", KubeCluster("/k/config", "dc2", {}), "consul", "consul")
     args = pulumi.ErrorHookArgs(urn="u", id="", name="dc2-consul", type="kubernetes:helm.sh/v3:Release",
                                 failed_operation="update", errors=["x"])
-    assert hook(args) is False and not logged
+    assert run_hook(hook, args) is False and not logged
     assert warned == ["could not read the workloads of Helm release consul/consul (context dc2) to explain "
                       "the failure: ConnectionRefusedError"]
 
