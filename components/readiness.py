@@ -13,6 +13,7 @@ Messages carry names, keys and redacted log lines only, never a value.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Mapping, Optional
 
 import pulumi
@@ -152,11 +153,12 @@ def read_failure(kube: KubeCluster, namespace: str, release: str) -> tuple[list[
 def explain_failed_release(name: str, kube: KubeCluster, namespace: str, release: str) -> pulumi.ErrorHook:
     """An error hook for the Release: after a failed create or update, log every unready
     workload and every failed hook Job of the release; never retries (Helm already waited the
-    release timeout)."""
+    release timeout). Async, the reads in a thread: the SDK runs hooks on its own loop, which
+    also answers the engine, and awaits what they return."""
 
-    def hook(args: pulumi.ErrorHookArgs) -> bool:
+    async def hook(args: pulumi.ErrorHookArgs) -> bool:
         try:
-            lines, failing, hooks = read_failure(kube, namespace, release)
+            lines, failing, hooks = await asyncio.to_thread(read_failure, kube, namespace, release)
         except Exception as exc:  # the cluster may be the thing that failed: say so, stay quiet
             pulumi.log.warn(f"could not read the workloads of Helm release {namespace}/{release} "
                             f"(context {kube.context}) to explain the failure: {error_summary(exc)}")

@@ -1,5 +1,8 @@
 """Explaining a Release that Helm's wait gave up on: which workload, and what its pods lack."""
 
+import asyncio
+import threading
+
 import pytest
 
 from components.kube_cluster import KubeCluster
@@ -157,6 +160,39 @@ def test_a_cluster_that_cannot_be_read_is_a_warning_not_a_second_error(monkeypat
     assert run_hook(hook, args) is False and not logged
     assert warned == ["could not read the workloads of Helm release consul/consul (context dc2) to explain "
                       "the failure: ConnectionRefusedError"]
+
+
+def test_the_error_hook_leaves_the_loop_free_while_it_reads_the_cluster(monkeypatch, api):
+    """The SDK runs hooks on its asyncio loop, which also answers the engine: while the error
+    hook waits for the API server, another coroutine on that loop runs."""
+    import pulumi
+
+    from components import readiness
+    from pulumi_mocks import run_program
+    from stack_matrix import primary
+
+    reading, other_ran, waited = threading.Event(), threading.Event(), []
+
+    def slow_read(*a):  # an API server that answers only once the loop has run something else
+        reading.set()
+        waited.append(other_ran.wait(timeout=2.0))
+        return [], []
+
+    async def other():  # runs once the read has started, if the loop is free
+        for _ in range(400):
+            if reading.is_set():
+                other_ran.set()
+                return
+            await asyncio.sleep(0.005)
+
+    monkeypatch.setattr(readiness, "read_unready", slow_read)
+    monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [])
+    run = run_program(primary(kubeconfig="/k/config"))
+    (hook,) = run.one("kubernetes:helm.sh/v3:Release").error_hooks
+    args = pulumi.ErrorHookArgs(urn="u", id="", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
+                                failed_operation="create", errors=["context deadline exceeded"])
+    assert run_hook(hook, args, other) is False
+    assert waited == [True]
 
 
 def _pod(name: str, labels: dict, init: list | None = None, main: list | None = None) -> dict:
