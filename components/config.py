@@ -21,6 +21,7 @@ import yaml
 from . import values_guard
 from .chart_version import OLD_LINES_END, REAL_CONSUL_CHART, SUPPORTED_MINIMUM, fmt, line, parse_version
 from .constants import CONFIG_NAMESPACE
+from .kube_cluster import error_summary
 
 DEFAULT_CHART_VERSION = "2.0.3"
 DEFAULT_CHART_REPO = "https://helm.releases.hashicorp.com"
@@ -280,7 +281,7 @@ def _chart_path_version(reader: _Reader, path: str) -> Optional[str]:
         with open(chart_yaml, encoding="utf-8") as handle:
             meta = yaml.safe_load(handle) or {}
     except (OSError, yaml.YAMLError) as exc:
-        reader.error("chartPath", path, f"expected a chart directory containing Chart.yaml ({exc.__class__.__name__})")
+        reader.error("chartPath", path, f"expected a chart directory containing Chart.yaml ({error_summary(exc)})")
         return None
     if not isinstance(meta, dict) or meta.get("name") != "consul":
         found = meta.get("name") if isinstance(meta, dict) else None

@@ -263,6 +263,32 @@ def test_a_container_whose_log_cannot_be_read_says_so():
     assert redact("a b " * 300) == ("a b " * 100)[:400] + "..."
 
 
+def test_a_log_the_api_server_refuses_is_named_with_its_reason():
+    """pods/log refused (an RBAC 403): the line quotes the server's message. The previous
+    instance's log, which a container that never restarted lacks (400), adds nothing."""
+    import json
+
+    from kubernetes.client.rest import ApiException
+
+    from components.pod_failures import api_log_reader, pod_failure_lines
+
+    class Core:
+        def read_namespaced_pod_log(self, pod, namespace, container, tail_lines, previous):
+            if previous:
+                exc = ApiException(status=400, reason="Bad Request")
+                exc.body = json.dumps({"message": f'previous terminated container "{container}" not found'})
+            else:
+                exc = ApiException(status=403, reason="Forbidden")
+                exc.body = json.dumps({"message": f'pods "{pod}" is forbidden: User "ci" cannot get '
+                                                  f'resource "pods/log" in the namespace "{namespace}"'})
+            raise exc
+
+    pod = _pod("p", {}, main=[{"name": "c", "restartCount": 0, "state": {"running": {}}, "ready": False}])
+    assert pod_failure_lines([pod], api_log_reader(Core(), "consul")) == [
+        'pod p, container c (running, not ready); its log could not be read (403 Forbidden: pods "p" is '
+        'forbidden: User "ci" cannot get resource "pods/log" in the namespace "consul")']
+
+
 def test_a_login_whose_token_review_cannot_reach_k8s_auth_method_host_says_what_to_set():
     """What the consul tier saw in a secondary whose k8sAuthMethodHost the primary cannot reach:
     server-acl-init succeeds, and the mesh gateway's connect-init retries its login forever (an
