@@ -18,6 +18,7 @@ import yaml
 from . import values_guard
 from .chart_version import SUPPORTED_MINIMUM, fmt, parse_version
 from .constants import CONFIG_NAMESPACE
+from .kube_cluster import error_summary
 from .settings import (KEYS, MESH_GATEWAY_KEYS, SECRET_CAPABLE, DatacenterConfig, MeshGatewayConfig, Spec,
                        default_of, specs)
 
@@ -150,7 +151,7 @@ def _chart_path_version(reader: _Reader, path: str) -> Optional[str]:
         with open(chart_yaml, encoding="utf-8") as handle:
             meta = yaml.safe_load(handle) or {}
     except (OSError, yaml.YAMLError) as exc:
-        reader.error("chartPath", path, f"expected a chart directory containing Chart.yaml ({exc.__class__.__name__})")
+        reader.error("chartPath", path, f"expected a chart directory containing Chart.yaml ({error_summary(exc)})")
         return None
     if not isinstance(meta, dict) or meta.get("name") != "consul":
         found = meta.get("name") if isinstance(meta, dict) else None

@@ -20,7 +20,7 @@ import pulumi_kubernetes as k8s
 
 from .settings import VALUE_KEYS, DatacenterConfig
 from .hook_jobs import delete_leftover_hook_jobs
-from .kube_cluster import resolve_kubeconfig
+from .kube_cluster import KubeCluster
 from .readiness import explain_failed_release
 
 # Each Helm revision is a Secret in the namespace; keep a bounded history for rollbacks.
@@ -36,13 +36,12 @@ def release_description(cfg: DatacenterConfig) -> Optional[str]:
     return None
 
 
-def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str],
+def consul_release(name: str, cfg: DatacenterConfig, kube: KubeCluster, namespace: pulumi.Input[str],
                    values: pulumi.Input[dict[str, Any]], opts: pulumi.ResourceOptions
                    ) -> k8s.helm.v3.Release:
     """The Release with `values`, which stay plain (so `pulumi preview --diff` shows each chart
     value) unless a setting they come from was set with --secret: then they are a Pulumi secret
     as a whole (a secret chart repository URL likewise)."""
-    kubeconfig = resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context)
     if cfg.chart_path:
         chart: dict[str, Any] = {"chart": cfg.chart_path}
     else:
@@ -59,8 +58,8 @@ def consul_release(name: str, cfg: DatacenterConfig, namespace: pulumi.Input[str
         description=release_description(cfg),
         **chart,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(hooks=pulumi.ResourceHookBinding(
-            before_update=[delete_leftover_hook_jobs(name, kubeconfig, cfg.kube_context, cfg.namespace,
+            before_update=[delete_leftover_hook_jobs(name, kube, cfg.namespace,
                                                      cfg.release_name)],
-            on_error=[explain_failed_release(name, kubeconfig, cfg.kube_context, cfg.namespace,
+            on_error=[explain_failed_release(name, kube, cfg.namespace,
                                              cfg.release_name)]))),
     )

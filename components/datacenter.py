@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from . import outputs
 from .settings import DatacenterConfig
 from .consul_release import consul_release
-from .kube_cluster import make_provider, require_reachable, resolve_kubeconfig
+from .kube_cluster import KubeCluster, make_provider, require_reachable
 from .proxy_defaults import proxy_defaults
 
 
@@ -30,17 +30,16 @@ def common_outputs(cfg: DatacenterConfig) -> dict[str, Any]:
     }
 
 
-def cluster(name: str, cfg: DatacenterConfig, parent: pulumi.Resource,
+def cluster(name: str, cfg: DatacenterConfig, kube: KubeCluster, parent: pulumi.Resource,
             after: Optional[pulumi.Output[Any]] = None) -> tuple[k8s.Provider, k8s.core.v1.Namespace]:
     """This datacenter's provider and namespace, once the cluster's API server answered
     (ClusterUnreachable otherwise). With `after`, the provider takes its context through that
     Output, so no Kubernetes resource is registered before it resolves, or at all if it fails."""
-    kubeconfig = resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context)
-    require_reachable(kubeconfig, cfg.kube_context)  # else nothing of this cluster is registered
+    require_reachable(kube)  # else nothing of this cluster is registered
     context: pulumi.Input[str] = cfg.kube_context
     if after is not None:
         context = after.apply(lambda _: cfg.kube_context)
-    provider = make_provider(f"{name}-k8s", kubeconfig, context, pulumi.ResourceOptions(parent=parent))
+    provider = make_provider(f"{name}-k8s", kube, context, pulumi.ResourceOptions(parent=parent))
     namespace = k8s.core.v1.Namespace(
         f"{name}-namespace",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=cfg.namespace),
@@ -48,7 +47,8 @@ def cluster(name: str, cfg: DatacenterConfig, parent: pulumi.Resource,
     return provider, namespace
 
 
-def install(name: str, cfg: DatacenterConfig, provider: k8s.Provider, namespace: k8s.core.v1.Namespace,
+def install(name: str, cfg: DatacenterConfig, kube: KubeCluster, provider: k8s.Provider,
+            namespace: k8s.core.v1.Namespace,
             values: pulumi.Input[dict[str, Any]], needs: Sequence[pulumi.Resource],
             parent: pulumi.Resource) -> k8s.helm.v3.Release:
     """The Release (after the namespace and `needs`), then, in the primary, ProxyDefaults (after
@@ -57,7 +57,7 @@ def install(name: str, cfg: DatacenterConfig, provider: k8s.Provider, namespace:
     different datacenter" (seen on real Consul 1.16 in tests/consul; consul#6327)."""
     namespace_name = namespace.metadata.name
     release = consul_release(
-        f"{name}-consul", cfg, namespace_name, values,
+        f"{name}-consul", cfg, kube, namespace_name, values,
         pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[namespace, *needs]))
     if cfg.is_primary:
         proxy_defaults(f"{name}-proxy-defaults", cfg.mesh_gateway.mode, namespace_name,

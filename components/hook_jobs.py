@@ -17,17 +17,19 @@ never touched.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Mapping, Optional
 
 import pulumi
 
-from .kube_cluster import api_client, error_summary
+from .kube_cluster import KubeCluster, error_summary
 
 HOOK = "helm.sh/hook"
 DELETE_POLICY = "helm.sh/hook-delete-policy"
-# How long to wait for a deleted Job to be gone before Helm creates it again.
+# How long to wait for a deleted Job to be gone before Helm creates it again, looking this often.
 DELETE_WAIT_SECONDS = 60.0
+DELETE_POLL_SECONDS = 1.0
 
 
 def finished(job: Mapping[str, Any]) -> Optional[str]:
@@ -74,55 +76,64 @@ def failed_hook_lines(jobs: list[Mapping[str, Any]], context: str, namespace: st
     return lines
 
 
-def read_release_jobs(kubeconfig: str, context: str, namespace: str, release: str) -> list[dict[str, Any]]:
-    """The release's Jobs (label release=<release>, as the chart labels them), as plain dicts."""
+def read_release_jobs(api: Any, namespace: str, release: str) -> list[dict[str, Any]]:
+    """The release's Jobs (label release=<release>, as the chart labels them), as plain dicts,
+    read through `api` (an ApiClient)."""
     from kubernetes import client  # imported only when a hook runs
 
-    api = api_client(kubeconfig, context)
     jobs = client.BatchV1Api(api).list_namespaced_job(namespace, label_selector=f"release={release}")
     return [api.sanitize_for_serialization(job) for job in jobs.items]
 
 
-def delete_jobs(kubeconfig: str, context: str, namespace: str, names: list[str],
-                wait: float = DELETE_WAIT_SECONDS) -> list[str]:
+async def delete_jobs(api: Any, namespace: str, names: list[str],
+                      wait: float = DELETE_WAIT_SECONDS) -> list[str]:
     """Delete the Jobs (their pods with them, as Helm does) and wait until they are gone;
-    returns those still there after `wait` seconds."""
+    returns those still there after `wait` seconds. The calls run in a thread and the wait is
+    asyncio's: the SDK's loop, which also answers the engine, stays free meanwhile."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    batch = client.BatchV1Api(api_client(kubeconfig, context))
-    for name in names:
-        try:
-            batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+    batch = client.BatchV1Api(api)
+
+    def delete() -> None:
+        for name in names:
+            try:
+                batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+    def present() -> set[str]:
+        return {j.metadata.name for j in batch.list_namespaced_job(namespace).items}
+
+    await asyncio.to_thread(delete)
     deadline = time.monotonic() + wait
     left = list(names)
     while left:
-        present = {j.metadata.name for j in batch.list_namespaced_job(namespace).items}
-        left = [n for n in left if n in present]
+        still = await asyncio.to_thread(present)
+        left = [n for n in left if n in still]
         if not left or time.monotonic() > deadline:
             break
-        time.sleep(1.0)
+        await asyncio.sleep(DELETE_POLL_SECONDS)
     return left
 
 
-def delete_leftover_hook_jobs(name: str, kubeconfig: str, context: str, namespace: str,
-                              release: str) -> pulumi.ResourceHook:
+def delete_leftover_hook_jobs(name: str, kube: KubeCluster, namespace: str, release: str) -> pulumi.ResourceHook:
     """A before-update hook for the Release: delete the hook Jobs a failed Helm operation left
     (``leftover_hook_jobs``), saying which. It runs on `pulumi up` only, never in a preview. If
-    the cluster cannot be read it says so and lets Helm report the problem."""
+    the cluster cannot be read it says so and lets Helm report the problem. Async, its calls in
+    a thread: the SDK runs hooks on its own loop and awaits what they return."""
 
-    def hook(args: pulumi.ResourceHookArgs) -> None:
+    async def hook(args: pulumi.ResourceHookArgs) -> None:
         try:
-            leftover = leftover_hook_jobs(read_release_jobs(kubeconfig, context, namespace, release))
+            api = await asyncio.to_thread(kube.api_client)
+            leftover = leftover_hook_jobs(await asyncio.to_thread(read_release_jobs, api, namespace, release))
             if not leftover:
                 return
-            left = delete_jobs(kubeconfig, context, namespace, [n for n, _ in leftover])
+            left = await delete_jobs(api, namespace, [n for n, _ in leftover])
         except Exception as exc:  # Helm's own error will say more; never block the upgrade here
             pulumi.log.warn(f"could not look for hook Jobs left by a failed Helm operation of release "
-                            f"{namespace}/{release} (context {context}): {error_summary(exc)}")
+                            f"{namespace}/{release} (context {kube.context}): {error_summary(exc)}")
             return
         for job, state in leftover:
             pulumi.log.warn(f"deleted hook Job {namespace}/{job} ({state}), which a failed Helm "

@@ -19,6 +19,8 @@ import socket
 import ssl
 import time
 import urllib.request
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
@@ -31,7 +33,7 @@ import yaml
 REACHABILITY_TIMEOUT = 10.0
 
 
-def make_provider(name: str, kubeconfig: str, context: pulumi.Input[str],
+def make_provider(name: str, kube: KubeCluster, context: pulumi.Input[str],
                   opts: pulumi.ResourceOptions) -> k8s.Provider:
     """A provider pinned to one kubeconfig file and context (strict mode needs both).
 
@@ -40,7 +42,7 @@ def make_provider(name: str, kubeconfig: str, context: pulumi.Input[str],
     so a secondary's copy of the federation secret would vanish for a moment (pods that start
     then cannot) and come back as another object whenever the primary's changes, e.g. after a
     gateway change."""
-    return k8s.Provider(name, kubeconfig=kubeconfig, context=context, enable_secret_mutable=True, opts=opts)
+    return k8s.Provider(name, kubeconfig=kube.kubeconfig, context=context, enable_secret_mutable=True, opts=opts)
 
 
 def kubeconfig_paths(kubeconfig: Optional[str]) -> list[str]:
@@ -66,14 +68,6 @@ def _named(doc: dict[str, Any], section: str, field: str) -> dict[str, Any]:
     return {item.get("name"): item.get(field) or {} for item in doc.get(section) or [] if isinstance(item, dict)}
 
 
-def api_client(kubeconfig: str, context: str) -> Any:
-    """A kubernetes (Python client) ApiClient for one kubeconfig file and context, for the
-    program's hooks and the operator commands. The client is imported only here, when needed."""
-    from kubernetes import config
-
-    return config.new_client_from_config(config_file=kubeconfig, context=context)
-
-
 def error_summary(exc: BaseException) -> str:
     """One line saying what went wrong in a call to an API server: status, reason and the
     server's message for an API error (an RBAC 403 must not read like a network blip), else the
@@ -91,26 +85,47 @@ def error_summary(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}" + (f": {first}" if first else "")
 
 
-def resolve_kubeconfig(kubeconfig: Optional[str], context: str) -> str:
-    """The one kubeconfig file for the provider: with a $KUBECONFIG list, the first file that
-    defines the context (the provider takes a single file)."""
+@dataclass(frozen=True)
+class KubeCluster:
+    """One datacenter's cluster as its kubeconfig gives it, read once per run: the provider,
+    the reachability check, k8sAuthMethodHost and the Release's hooks all take this value, so
+    they agree on one file and the program parses it once."""
+
+    kubeconfig: str  # the one file the provider takes
+    context: str
+    cluster: Mapping[str, Any]  # the context's `cluster` entry ({} if the file does not say)
+
+    @property
+    def server(self) -> Optional[str]:
+        """The API server URL the kubeconfig gives for the context, or None if it cannot tell."""
+        return self.cluster.get("server") or None
+
+    def api_client(self) -> Any:
+        """A kubernetes (Python client) ApiClient for this file and context, for the program's
+        hooks and the operator commands. The client (which reads the file itself, resolving
+        certificate paths relative to it) is imported only here, when needed."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=self.kubeconfig, context=self.context)
+
+
+def resolve_cluster(kubeconfig: Optional[str], context: str) -> KubeCluster:
+    """The cluster of `context`, each file read once: with a $KUBECONFIG list, the first file
+    that defines the context (the provider takes a single file), else the first file."""
     paths = kubeconfig_paths(kubeconfig)
+    docs = []
     for path in paths:
-        if context in _named(_load(path), "contexts", "context"):
-            return path
-    return paths[0]
+        doc = _load(path)
+        if context in _named(doc, "contexts", "context"):
+            return KubeCluster(path, context, _context_cluster(doc, context))
+        docs.append(doc)
+    return KubeCluster(paths[0], context, _context_cluster(docs[0], context))
 
 
-def context_cluster(kubeconfig: str, context: str) -> dict[str, Any]:
-    """The `cluster` entry a kubeconfig file gives for a context ({} if it cannot tell)."""
-    doc = _load(kubeconfig)
+def _context_cluster(doc: dict[str, Any], context: str) -> Mapping[str, Any]:
+    """The `cluster` entry a kubeconfig gives for a context ({} if it cannot tell), read-only."""
     cluster_name = _named(doc, "contexts", "context").get(context, {}).get("cluster")
-    return _named(doc, "clusters", "cluster").get(cluster_name, {})
-
-
-def context_server(kubeconfig: str, context: str) -> Optional[str]:
-    """The API server URL a kubeconfig file gives for a context, or None if it cannot tell."""
-    return context_cluster(kubeconfig, context).get("server") or None
+    return MappingProxyType(_named(doc, "clusters", "cluster").get(cluster_name, {}))
 
 
 class ClusterUnreachable(pulumi.RunError):
@@ -175,18 +190,17 @@ def probe_api_server(server: str, timeout: float) -> Optional[str]:
     return None
 
 
-def require_reachable(kubeconfig: str, context: str, timeout: float = REACHABILITY_TIMEOUT) -> None:
+def require_reachable(kube: KubeCluster, timeout: float = REACHABILITY_TIMEOUT) -> None:
     """Raise ClusterUnreachable unless the context's API server answers within `timeout`.
 
     Skipped (the provider reports it) when the kubeconfig does not give the context a server,
     and when the provider would go through a proxy."""
-    cluster = context_cluster(kubeconfig, context)
-    server = cluster.get("server")
-    if not server or goes_through_proxy(cluster, server):
+    server = kube.server
+    if not server or goes_through_proxy(kube.cluster, server):
         return
     why = probe_api_server(server, timeout)
     if why is not None:
-        raise ClusterUnreachable(context, server, kubeconfig, why)
+        raise ClusterUnreachable(kube.context, server, kube.kubeconfig, why)
 
 
 def is_loopback_url(url: str) -> bool:
@@ -211,7 +225,7 @@ def endpoints_url(subsets: Optional[Sequence[k8s.core.v1.outputs.EndpointSubset]
     return None
 
 
-def k8s_auth_method_host(name: str, configured: Optional[str], kubeconfig: str, context: str,
+def k8s_auth_method_host(name: str, configured: Optional[str], kube: KubeCluster,
                          opts: pulumi.ResourceOptions) -> pulumi.Output[Optional[str]]:
     """The address the primary's Consul servers use to reach this cluster's API (ACL auth method).
 
@@ -221,7 +235,7 @@ def k8s_auth_method_host(name: str, configured: Optional[str], kubeconfig: str, 
     """
     if configured:
         return pulumi.Output.from_input(configured)
-    server = context_server(kubeconfig, context)
+    server = kube.server
     if server and not is_loopback_url(server):
         return pulumi.Output.from_input(server)
     endpoints = k8s.core.v1.Endpoints.get(name, "default/kubernetes", opts=opts)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Mapping, Optional
 
+from .kube_cluster import error_summary
+
 # How many log lines to read, and how many non-empty ones to quote, per failing container.
 LOG_TAIL_LINES = 20
 QUOTED_LINES = 2
@@ -37,8 +39,13 @@ KNOWN_CAUSES = [
      "servers can reach (consul-k8s#2138)"),
 ]
 
-# (pod name, container name) -> its log text, or None when it cannot be read
+# (pod name, container name) -> its log text, or None when it cannot be read; LogUnreadable
+# when the API server said why
 LogReader = Callable[[str, str], Optional[str]]
+
+
+class LogUnreadable(Exception):
+    """The API server refused a container's log (an RBAC 403, say); the message says why."""
 
 
 def redact(line: str) -> str:
@@ -104,7 +111,10 @@ def pod_failure_lines(pods: list[Mapping[str, Any]], read_log: LogReader) -> lis
     for pod in pods:
         name = pod["metadata"]["name"]
         for container, how in failing_containers(pod):
-            quoted = quote_log(read_log(name, container))
+            try:
+                quoted = quote_log(read_log(name, container))
+            except LogUnreadable as exc:
+                quoted = f"its log could not be read ({exc})"
             line = f"pod {name}, container {container} ({how}); {quoted}"
             cause = likely_cause(quoted)
             lines.append(line + (f"; likely: {cause}" if cause else ""))
@@ -113,18 +123,24 @@ def pod_failure_lines(pods: list[Mapping[str, Any]], read_log: LogReader) -> lis
 
 def api_log_reader(core: Any, namespace: str) -> LogReader:
     """A LogReader on a kubernetes CoreV1Api: the container's current log, or the previous
-    instance's when the current one has none yet (a container waiting to restart)."""
+    instance's when the current one has none yet (a container waiting to restart). When neither
+    has text and the current one was refused, LogUnreadable with the server's reason (a missing
+    previous instance, one that never restarted, says nothing)."""
     from kubernetes.client.rest import ApiException
 
     def read(pod: str, container: str) -> Optional[str]:
+        refused: Optional[ApiException] = None
         for previous in (False, True):
             try:
                 text = core.read_namespaced_pod_log(pod, namespace, container=container,
                                                     tail_lines=LOG_TAIL_LINES, previous=previous)
-            except ApiException:
+            except ApiException as exc:
+                refused = refused if previous else exc
                 continue
             if text and text.strip():
                 return text
+        if refused is not None:
+            raise LogUnreadable(error_summary(refused))
         return None
 
     return read

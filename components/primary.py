@@ -12,6 +12,7 @@ from .datacenter import cluster, common_outputs, install
 from .federation_secret import read_federation_secret
 from .gossip_key import GossipEncryptionKey
 from .helm_values import primary_values
+from .kube_cluster import resolve_cluster
 
 
 class PrimaryDatacenter(pulumi.ComponentResource):
@@ -20,7 +21,8 @@ class PrimaryDatacenter(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: DatacenterConfig,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("consul-federation:index:PrimaryDatacenter", name, None, opts)
-        provider, namespace = cluster(name, cfg, self)
+        kube = resolve_cluster(cfg.kubeconfig, cfg.kube_context)
+        provider, namespace = cluster(name, cfg, kube, self)
         needs = []
         gossip_outputs = {}
         if cfg.gossip_encryption:
@@ -29,7 +31,7 @@ class PrimaryDatacenter(pulumi.ComponentResource):
                 cfg.gossip_key_generation, provider, pulumi.ResourceOptions(parent=self))
             needs.append(key)
             gossip_outputs[outputs.GOSSIP_KEYS] = key.keys
-        release = install(name, cfg, provider, namespace, primary_values(cfg), needs, self)
+        release = install(name, cfg, kube, provider, namespace, primary_values(cfg), needs, self)
         federation_secret = read_federation_secret(
             f"{name}-federation-secret", cfg.namespace, cfg.federation_secret_name, release,
             pulumi.ResourceOptions(parent=self, provider=provider))

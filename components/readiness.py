@@ -13,12 +13,13 @@ Messages carry names, keys and redacted log lines only, never a value.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Mapping, NamedTuple, Optional
 
 import pulumi
 
 from .hook_jobs import failed_hook_lines, finished, read_release_jobs
-from .kube_cluster import api_client, error_summary
+from .kube_cluster import KubeCluster, error_summary
 from .pod_failures import LogReader, api_log_reader, pod_failure_lines
 
 
@@ -139,11 +140,12 @@ def failing_container_lines(owners: list[tuple[str, Mapping[str, Any]]], pods: l
     return lines
 
 
-def read_unready(kubeconfig: str, context: str, namespace: str, release: str) -> tuple[list[str], list[str]]:
-    """(explain_unready, failing_container_lines) for the release, read from the cluster now."""
+def read_unready(api: Any, namespace: str, release: str,
+                 jobs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(explain_unready, failing_container_lines) for the release with its `jobs`, read from the
+    cluster now through `api` (an ApiClient)."""
     from kubernetes import client  # imported only when a Release has failed
 
-    api = api_client(kubeconfig, context)
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     selector = f"release={release}"
     listed = (("Deployment", apps.list_namespaced_deployment), ("StatefulSet", apps.list_namespaced_stateful_set),
@@ -152,9 +154,8 @@ def read_unready(kubeconfig: str, context: str, namespace: str, release: str) ->
                  for kind, list_fn in listed for obj in list_fn(namespace, label_selector=selector).items]
     secrets = {s.metadata.name: set(s.data or {}) for s in core.list_namespaced_secret(namespace).items}
     config_maps = {c.metadata.name: set(c.data or {}) for c in core.list_namespaced_config_map(namespace).items}
-    jobs = [("Job", job) for job in read_release_jobs(kubeconfig, context, namespace, release)]
     pods = [api.sanitize_for_serialization(p) for p in core.list_namespaced_pod(namespace).items]
-    failing = failing_container_lines(workloads + jobs, pods, api_log_reader(core, namespace))
+    failing = failing_container_lines(workloads + [("Job", job) for job in jobs], pods, api_log_reader(core, namespace))
     return explain_unready(workloads, secrets, config_maps), failing
 
 
@@ -165,20 +166,27 @@ def failed_hooks_message(namespace: str, release: str, operation: str, hooks: li
             "behind (Helm could not create them again) and then retries the upgrade with its hooks.")
 
 
-def explain_failed_release(name: str, kubeconfig: str, context: str, namespace: str,
-                           release: str) -> pulumi.ErrorHook:
+def read_failure(kube: KubeCluster, namespace: str, release: str) -> tuple[list[str], list[str], list[str]]:
+    """(unready workloads, failing containers, failed hook Jobs) of the release, read now
+    through one client."""
+    api = kube.api_client()
+    jobs = read_release_jobs(api, namespace, release)
+    lines, failing = read_unready(api, namespace, release, jobs)
+    return lines, failing, failed_hook_lines(jobs, kube.context, namespace)
+
+
+def explain_failed_release(name: str, kube: KubeCluster, namespace: str, release: str) -> pulumi.ErrorHook:
     """An error hook for the Release: after a failed create or update, log every unready
     workload and every failed hook Job of the release; never retries (Helm already waited the
-    release timeout)."""
+    release timeout). Async, the reads in a thread: the SDK runs hooks on its own loop, which
+    also answers the engine, and awaits what they return."""
 
-    def hook(args: pulumi.ErrorHookArgs) -> bool:
+    async def hook(args: pulumi.ErrorHookArgs) -> bool:
         try:
-            lines, failing = read_unready(kubeconfig, context, namespace, release)
-            hooks = failed_hook_lines(read_release_jobs(kubeconfig, context, namespace, release),
-                                      context, namespace)
+            lines, failing, hooks = await asyncio.to_thread(read_failure, kube, namespace, release)
         except Exception as exc:  # the cluster may be the thing that failed: say so, stay quiet
             pulumi.log.warn(f"could not read the workloads of Helm release {namespace}/{release} "
-                            f"(context {context}) to explain the failure: {error_summary(exc)}")
+                            f"(context {kube.context}) to explain the failure: {error_summary(exc)}")
             return False
         if lines:
             pulumi.log.error(
@@ -189,7 +197,7 @@ def explain_failed_release(name: str, kubeconfig: str, context: str, namespace: 
         if failing:
             pulumi.log.error(
                 f"Helm release {namespace}/{release} ({args.failed_operation}): failing containers "
-                f"(kubectl --context {context} -n {namespace} logs <pod> -c <container> for more):\n"
+                f"(kubectl --context {kube.context} -n {namespace} logs <pod> -c <container> for more):\n"
                 + "\n".join(f"  - {line}" for line in failing))
         return False
 

@@ -11,7 +11,7 @@ from .settings import DatacenterConfig
 from .datacenter import cluster, common_outputs, install
 from .federation_secret import copy_federation_secret
 from .helm_values import secondary_values
-from .kube_cluster import k8s_auth_method_host, resolve_kubeconfig
+from .kube_cluster import k8s_auth_method_host, resolve_cluster
 from .primary_stack import checked_primary
 
 
@@ -28,17 +28,17 @@ class SecondaryDatacenter(pulumi.ComponentResource):
         ref = pulumi.StackReference(f"{name}-primary", stack_name=cfg.primary_stack,
                                     opts=pulumi.ResourceOptions(parent=self))
         primary = checked_primary(ref, cfg, self)
-        provider, namespace = cluster(name, cfg, self, after=primary)
+        kube = resolve_cluster(cfg.kubeconfig, cfg.kube_context)
+        provider, namespace = cluster(name, cfg, kube, self, after=primary)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider)
         federation_secret = copy_federation_secret(
             f"{name}-federation-secret", cfg.federation_secret_name, namespace.metadata.name,
             ref.get_output(outputs.FEDERATION_SECRET), k8s_opts)
         auth_host = k8s_auth_method_host(
-            f"{name}-kubernetes-endpoints", cfg.k8s_auth_method_host,
-            resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context), cfg.kube_context, k8s_opts)
+            f"{name}-kubernetes-endpoints", cfg.k8s_auth_method_host, kube, k8s_opts)
         values = pulumi.Output.all(primary, auth_host).apply(
             lambda args: secondary_values(cfg, args[0].datacenter, args[1]))
-        install(name, cfg, provider, namespace, values, [federation_secret], self)
+        install(name, cfg, kube, provider, namespace, values, [federation_secret], self)
         self.stack_outputs = {
             **common_outputs(cfg),
             outputs.PRIMARY_DATACENTER: primary.apply(lambda p: p.datacenter),

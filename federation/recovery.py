@@ -189,10 +189,10 @@ def cluster_records(stack: auto.Stack) -> tuple[HelmRecords, str]:
     """Helm's records in the stack's cluster, and its context's name (from the stack file)."""
     from kubernetes import client  # only when a run was interrupted
 
-    from components.kube_cluster import api_client, resolve_kubeconfig
+    from components.kube_cluster import resolve_cluster
     raw = stack_files.read_stack(stack.workspace.work_dir, StackRef.parse(stack.name).stack).raw
     context = str(raw.get("kubeContext", ""))
-    api = api_client(resolve_kubeconfig(raw.get("kubeconfig") or None, context), context)
+    api = resolve_cluster(raw.get("kubeconfig") or None, context).api_client()
     return ClusterHelmRecords(client.CoreV1Api(api)), context
 
 

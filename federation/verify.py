@@ -41,10 +41,10 @@ from urllib3.exceptions import HTTPError as TransportError
 from components.config import ConfigError, parse_config
 from components.constants import GOSSIP_SECRET_KEY
 from components.helm_values import advertised_port
+from components.kube_cluster import resolve_cluster
+from components.readiness import workload_readiness
 from components.settings import DatacenterConfig
 from components.stack_config import automation_config
-from components.kube_cluster import api_client, resolve_kubeconfig
-from components.readiness import workload_readiness
 
 from . import cli, consul_status
 from .runner import Runner
@@ -144,11 +144,11 @@ class Datacenter:
     def __init__(self, stack: str, cfg: DatacenterConfig):
         self.stack = stack
         self.cfg = cfg
-        path = resolve_kubeconfig(cfg.kubeconfig, cfg.kube_context)
+        kube = resolve_cluster(cfg.kubeconfig, cfg.kube_context)
         try:
-            self.api = api_client(path, cfg.kube_context)
+            self.api = kube.api_client()
         except kube_config.ConfigException as exc:
-            raise kube_config.ConfigException(f"kubeconfig {path}, context {cfg.kube_context}: {exc}") from exc
+            raise kube_config.ConfigException(f"kubeconfig {kube.kubeconfig}, context {cfg.kube_context}: {exc}") from exc
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)

@@ -10,6 +10,7 @@ the program finished, so an assertion never sits in an ``apply`` callback that d
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -17,7 +18,7 @@ import logging
 import os
 import runpy
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional, Union
 
 import pulumi
 
@@ -287,3 +288,25 @@ def run_program(config: dict[str, Any], stack: str = "dc1", *,
                 os.environ[key] = value
     run.warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
     return run
+
+
+async def call_hook(hook: Union[pulumi.ResourceHook, pulumi.ErrorHook], args: Any) -> Any:
+    """Call a hook as the SDK's callback server does: on the running loop, awaiting what it returns."""
+    result = hook.callback(args)
+    return await result if isinstance(result, Awaitable) else result
+
+
+def run_hook(hook: Union[pulumi.ResourceHook, pulumi.ErrorHook], args: Any,
+             *alongside: Callable[[], Awaitable[Any]]) -> Any:
+    """The hook's result, called on a loop of its own (the program has finished; the current
+    loop, which the SDK's registrations use, is left as it is) with the `alongside` coroutines
+    started after it on the same loop."""
+    async def main() -> Any:
+        results = await asyncio.gather(call_hook(hook, args), *(c() for c in alongside))
+        return results[0]
+
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()

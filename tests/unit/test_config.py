@@ -193,7 +193,14 @@ def test_admin_partitions_refused_with_federation():
 
 
 def test_chart_path_must_be_a_consul_chart(tmp_path):
-    assert "Chart.yaml" in only_error(primary(chartPath=str(tmp_path / "missing")))
+    """An unusable chart directory is named with the reason, not only the exception's class."""
+    missing = tmp_path / "missing"
+    assert only_error(primary(chartPath=str(missing))).endswith(
+        f"expected a chart directory containing Chart.yaml (FileNotFoundError: [Errno 2] No such file or "
+        f"directory: '{missing / 'Chart.yaml'}')")
+    (tmp_path / "Chart.yaml").write_text("name: [consul\n")
+    assert only_error(primary(chartPath=str(tmp_path))).endswith(
+        "(ParserError: while parsing a flow sequence)")
     (tmp_path / "Chart.yaml").write_text("name: vault\nversion: 0.28.0\n")
     assert "found chart 'vault'" in only_error(primary(chartPath=str(tmp_path)))
 

@@ -3,11 +3,19 @@ Release's before-update hook that deletes them (components/hook_jobs.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from types import SimpleNamespace
+
 import pulumi
 import pytest
 
 from components import hook_jobs
 from components.hook_jobs import failed_hook_lines, finished, leftover_hook_jobs
+from components.kube_cluster import KubeCluster
+from pulumi_mocks import call_hook, run_hook, run_program
+from stack_matrix import primary
 
 pytestmark = pytest.mark.unit
 
@@ -71,12 +79,20 @@ def hook_args() -> pulumi.ResourceHookArgs:
                                    type="kubernetes:helm.sh/v3:Release")
 
 
-def test_the_release_deletes_leftover_hook_jobs_before_an_update(monkeypatch):
+@pytest.fixture
+def api(monkeypatch):
+    """The client a hook makes stands for its kubeconfig file and context, read by nothing."""
+    monkeypatch.setattr(KubeCluster, "api_client", lambda self: ("api", self.kubeconfig, self.context))
+    return ("api", "/k/config", "dc1")
+
+
+def the_hook(namespace: str = "consul", release: str = "consul") -> pulumi.ResourceHook:
+    return hook_jobs.delete_leftover_hook_jobs("dc1-consul", KubeCluster("/k/config", "dc1", {}), namespace, release)
+
+
+def test_the_release_deletes_leftover_hook_jobs_before_an_update(monkeypatch, api):
     """The Release of every stack carries the hook, bound to its kubeconfig, context, namespace
     and release; it deletes exactly the leftovers and says which."""
-    from pulumi_mocks import run_program
-    from stack_matrix import primary
-
     run = run_program(primary(namespace="mesh", releaseName="hc", kubeconfig="/k/config"),
                       federation={"mesh/consul-federation": {}})
     (release,) = [r for r in run.registrations if r.type == "kubernetes:helm.sh/v3:Release"]
@@ -87,27 +103,30 @@ def test_the_release_deletes_leftover_hook_jobs_before_an_update(monkeypatch):
     monkeypatch.setattr(hook_jobs, "read_release_jobs", lambda *a: read.append(a) or [
         job("consul-create-federation-secret", FAILED), job("consul-gateway-resources", COMPLETE,
                                                             policy="before-hook-creation")])
-    monkeypatch.setattr(hook_jobs, "delete_jobs", lambda *a: deleted.append(a) or [])
+
+    async def delete_jobs(*a):
+        deleted.append(a)
+        return []
+
+    monkeypatch.setattr(hook_jobs, "delete_jobs", delete_jobs)
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
-    hook.callback(hook_args())
-    assert read == [("/k/config", "dc1", "mesh", "hc")]
-    assert deleted == [("/k/config", "dc1", "mesh", ["consul-create-federation-secret"])]
+    run_hook(hook, hook_args())
+    assert read == [(api, "mesh", "hc")]
+    assert deleted == [(api, "mesh", ["consul-create-federation-secret"])]
     assert warned == ["deleted hook Job mesh/consul-create-federation-secret (Failed: BackoffLimitExceeded: "
                       "Job has reached the specified backoff limit), which a failed Helm operation of this "
                       "release left behind: Helm could not create it again otherwise"]
 
 
-def test_nothing_left_means_nothing_deleted_or_said(monkeypatch):
-    hook = hook_jobs.delete_leftover_hook_jobs("dc1-consul", "/k/config", "dc1", "consul", "consul")
+def test_nothing_left_means_nothing_deleted_or_said(monkeypatch, api):
     monkeypatch.setattr(hook_jobs, "read_release_jobs", lambda *a: [job("consul-x", COMPLETE,
                                                                         policy="before-hook-creation")])
     monkeypatch.setattr(hook_jobs, "delete_jobs", lambda *a: pytest.fail("nothing to delete"))
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: pytest.fail(message))
-    hook.callback(hook_args())
+    run_hook(the_hook(), hook_args())
 
 
-def test_a_cluster_that_cannot_be_read_does_not_block_the_upgrade(monkeypatch):
-    hook = hook_jobs.delete_leftover_hook_jobs("dc1-consul", "/k/config", "dc1", "consul", "consul")
+def test_a_cluster_that_cannot_be_read_does_not_block_the_upgrade(monkeypatch, api):
     warned = []
 
     def refused(*a):
@@ -115,6 +134,82 @@ def test_a_cluster_that_cannot_be_read_does_not_block_the_upgrade(monkeypatch):
 
     monkeypatch.setattr(hook_jobs, "read_release_jobs", refused)
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
-    hook.callback(hook_args())  # no exception: Helm reports the real problem
+    run_hook(the_hook(), hook_args())  # no exception: Helm reports the real problem
     assert warned == ["could not look for hook Jobs left by a failed Helm operation of release consul/consul "
                       "(context dc1): ConnectionRefusedError"]
+
+
+def test_the_hook_leaves_the_loop_free_while_it_reads_the_cluster(monkeypatch, api):
+    """The SDK runs hooks on its asyncio loop, which also answers the engine: while the hook
+    waits for the API server, another coroutine on that loop runs."""
+    reading, other_ran, waited = threading.Event(), threading.Event(), []
+
+    def slow_read(*a):  # an API server that answers only once the loop has run something else
+        reading.set()
+        waited.append(other_ran.wait(timeout=2.0))
+        return []
+
+    async def other():  # runs once the read has started, if the loop is free
+        for _ in range(400):
+            if reading.is_set():
+                other_ran.set()
+                return
+            await asyncio.sleep(0.005)
+
+    monkeypatch.setattr(hook_jobs, "read_release_jobs", slow_read)
+    run = run_program(primary(kubeconfig="/k/config"))
+    (hook,) = run.one("kubernetes:helm.sh/v3:Release").before_update_hooks
+    run_hook(hook, hook_args(), other)
+    assert waited == [True]
+
+
+class Batch:
+    """BatchV1Api of a cluster whose deleted Jobs are listed `polls` more times, then gone."""
+
+    def __init__(self, polls: int):
+        self.polls, self.deleted = polls, []
+
+    def delete_namespaced_job(self, name, namespace, propagation_policy):
+        self.deleted.append((namespace, name, propagation_policy))
+
+    def list_namespaced_job(self, namespace):
+        self.polls -= 1
+        names = [n for _, n, _ in self.deleted] if self.polls >= 0 else []
+        return SimpleNamespace(items=[SimpleNamespace(metadata=SimpleNamespace(name=n)) for n in names])
+
+
+def test_waiting_for_deleted_jobs_leaves_the_loop_free(monkeypatch, api):
+    """While the hook waits for the Jobs it deleted to be gone (two polls DELETE_POLL_SECONDS
+    apart), the loop keeps running other coroutines: none waits anywhere near a poll interval."""
+    from kubernetes import client
+
+    batch, warned, gaps, done = Batch(polls=2), [], [], threading.Event()
+
+    async def ticker():
+        await asyncio.sleep(0)  # the hook starts first
+        while not done.is_set():
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            gaps.append(time.monotonic() - before)
+
+    async def hook_then_done():
+        await call_hook(hook, hook_args())
+        done.set()
+
+    async def both():
+        await asyncio.gather(hook_then_done(), ticker())
+
+    monkeypatch.setattr(client, "BatchV1Api", lambda api: batch)
+    monkeypatch.setattr(hook_jobs, "read_release_jobs", lambda *a: [job("consul-create-federation-secret", FAILED)])
+    monkeypatch.setattr(hook_jobs, "DELETE_POLL_SECONDS", 0.5)
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
+    hook = the_hook()
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(both())
+    finally:
+        loop.close()
+    assert batch.deleted == [("consul", "consul-create-federation-secret", "Background")]
+    assert batch.polls == -1  # listed three times: present, present, gone
+    assert len(warned) == 1 and warned[0].startswith("deleted hook Job consul/consul-create-federation-secret")
+    assert len(gaps) > 20 and max(gaps) < 0.25, max(gaps)

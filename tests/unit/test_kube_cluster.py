@@ -10,7 +10,8 @@ import threading
 import pytest
 
 from components import kube_cluster
-from components.kube_cluster import REACHABILITY_TIMEOUT, ClusterUnreachable, goes_through_proxy, require_reachable
+from components.kube_cluster import (REACHABILITY_TIMEOUT, ClusterUnreachable, goes_through_proxy, require_reachable,
+                                     resolve_cluster)
 from pulumi_mocks import ProgramFailed, primary_outputs, run_program
 from stack_matrix import PRIMARY_REF, primary, secondary, write_kubeconfig
 
@@ -87,7 +88,7 @@ def test_unreachable_names_the_context_the_server_and_what_to_check(tmp_path, pr
     path = kubeconfig(tmp_path, "https://10.9.8.7:6443")
     probes.answers["https://10.9.8.7:6443"] = "no answer within 10 s"
     with pytest.raises(ClusterUnreachable) as info:
-        require_reachable(path, "dc2")
+        require_reachable(resolve_cluster(path, "dc2"))
     assert probes.calls == [("https://10.9.8.7:6443", REACHABILITY_TIMEOUT)]
     assert str(info.value) == (
         f"the Kubernetes API server of kubeconfig context 'dc2' is unreachable: https://10.9.8.7:6443 "
@@ -98,8 +99,9 @@ def test_unreachable_names_the_context_the_server_and_what_to_check(tmp_path, pr
 
 
 def test_no_server_or_a_proxy_skips_the_check(tmp_path, probes, monkeypatch):
-    require_reachable(str(tmp_path / "missing"), "dc2")  # the provider reports the unknown context
-    require_reachable(kubeconfig(tmp_path, "https://10.9.8.7:6443", **{"proxy-url": "http://proxy:3128"}), "dc2")
+    require_reachable(resolve_cluster(str(tmp_path / "missing"), "dc2"))  # the provider reports the unknown context
+    require_reachable(resolve_cluster(
+        kubeconfig(tmp_path, "https://10.9.8.7:6443", **{"proxy-url": "http://proxy:3128"}), "dc2"))
     assert probes.calls == []
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     monkeypatch.setenv("NO_PROXY", "10.9.8.7")
@@ -154,3 +156,45 @@ def test_error_summary_says_what_the_api_server_said():
     assert error_summary(ConnectionRefusedError(111, "Connection refused")) == \
         "ConnectionRefusedError: [Errno 111] Connection refused"
     assert error_summary(TimeoutError()) == "TimeoutError"
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every file the program opens, by path (the kubeconfig is read with open())."""
+    import builtins
+
+    paths, real_open = [], builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        paths.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    return paths
+
+
+@pytest.mark.parametrize("role", ["primary", "secondary"])
+def test_the_kubeconfig_is_read_once_per_run(tmp_path, opened, role):
+    """The provider, the reachability check, k8sAuthMethodHost (taken from the kubeconfig's
+    server here) and the Release's hooks take one resolved KubeCluster: one read of the file."""
+    path = kubeconfig(tmp_path, "https://dc2.example.com:6443")
+    if role == "primary":
+        run = run_program(primary(kubeContext="dc2", kubeconfig=path), "dc1")
+    else:
+        config = secondary(kubeconfig=path)
+        del config["k8sAuthMethodHost"]
+        run = run_program(config, "dc2", stacks={PRIMARY_REF: primary_outputs()})
+        assert run.outputs["k8sAuthMethodHost"] == "https://dc2.example.com:6443"
+    assert [p for p in opened if p == path] == [path]
+    assert run.one("pulumi:providers:kubernetes").inputs["kubeconfig"] == path
+
+
+def test_a_kubeconfig_list_is_read_once_per_file(tmp_path, opened):
+    """With $KUBECONFIG a:b and the context in b: a and b read once each, b for the provider."""
+    other = tmp_path / "other"
+    other.write_text("apiVersion: v1\nkind: Config\ncontexts: [{name: dc9, context: {cluster: c9}}]\n")
+    path = kubeconfig(tmp_path, "https://dc2.example.com:6443")
+    run = run_program(secondary(), "dc2", stacks={PRIMARY_REF: primary_outputs()},
+                      env={"KUBECONFIG": f"{other}:{path}"})
+    assert [p for p in opened if p in (str(other), path)] == [str(other), path]
+    assert run.one("pulumi:providers:kubernetes").inputs["kubeconfig"] == path

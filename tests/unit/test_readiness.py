@@ -1,10 +1,21 @@
 """Explaining a Release that Helm's wait gave up on: which workload, and what its pods lack."""
 
+import asyncio
+import threading
+
 import pytest
 
+from components.kube_cluster import KubeCluster
 from components.readiness import Readiness, explain_unready, missing_references, replicas_short, workload_readiness
+from pulumi_mocks import run_hook
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def api(monkeypatch):
+    """The client a hook makes stands for its kubeconfig file and context, read by nothing."""
+    monkeypatch.setattr(KubeCluster, "api_client", lambda self: ("api", self.kubeconfig, self.context))
 
 SERVER_POD = {
     "volumes": [
@@ -95,7 +106,7 @@ def test_explain_names_only_unready_workloads_with_what_their_pods_lack():
                      "Secret consul-federation has no key 'serverConfigJSON'"]
 
 
-def test_the_release_explains_its_own_failure(monkeypatch):
+def test_the_release_explains_its_own_failure(monkeypatch, api):
     """The Release carries the error hook, bound to this stack's kubeconfig, context, namespace
     and release; when it fires it reads the cluster and logs what Helm's wait gave up on."""
     import pulumi
@@ -110,15 +121,15 @@ def test_the_release_explains_its_own_failure(monkeypatch):
     (hook,) = release.error_hooks
     assert hook.name == "dc1-consul-explain-unready"
     seen, logged = [], []
-    monkeypatch.setattr(readiness, "read_unready", lambda *a: seen.append(a) or (
+    monkeypatch.setattr(readiness, "read_unready", lambda *a: seen.append(a[:3]) or (
         ["StatefulSet mesh/x: 0 of 1 replicas ready"],
         ['StatefulSet mesh/x: pod x-0, container consul (exited 1); its log ends: "bind: address in use"']))
     monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [])  # no hook failed
     monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
     args = pulumi.ErrorHookArgs(urn="u", id="", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
                                 failed_operation="create", errors=["context deadline exceeded"])
-    assert hook(args) is False  # Helm already waited the release timeout: no retry
-    assert seen == [("/k/config", "dc1", "mesh", "hc")]
+    assert run_hook(hook, args) is False  # Helm already waited the release timeout: no retry
+    assert seen == [(("api", "/k/config", "dc1"), "mesh", "hc")]
     assert logged == ["Helm release mesh/hc (create) is not ready; Helm's wait gave up on:\n"
                       "  - StatefulSet mesh/x: 0 of 1 replicas ready",
                       "Helm release mesh/hc (create): failing containers (kubectl --context dc1 -n mesh "
@@ -127,7 +138,7 @@ def test_the_release_explains_its_own_failure(monkeypatch):
                       '"bind: address in use"']
 
 
-def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monkeypatch):
+def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monkeypatch, api):
     """A post-upgrade hook failed, every workload is ready: the error names the hook Job, how it
     failed and the command that shows its logs."""
     import pulumi
@@ -143,10 +154,10 @@ def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monk
     monkeypatch.setattr(readiness, "read_unready", lambda *a: ([], []))
     monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [failed])
     monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
-    hook = readiness.explain_failed_release("dc1-consul", "/k/config", "kind-dc1", "consul", "consul")
+    hook = readiness.explain_failed_release("dc1-consul", KubeCluster("/k/config", "kind-dc1", {}), "consul", "consul")
     args = pulumi.ErrorHookArgs(urn="u", id="consul/consul", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
                                 failed_operation="update", errors=["post-upgrade hooks failed"])
-    assert hook(args) is False
+    assert run_hook(hook, args) is False
     (message,) = logged
     assert message.startswith("Helm release consul/consul (update): a hook failed, so Helm marked this "
                               "revision failed:\n  - hook Job consul/consul-create-federation-secret "
@@ -156,7 +167,7 @@ def test_a_failed_hook_job_is_named_with_its_logs_and_what_the_next_up_does(monk
     assert "deletes the hook Jobs Helm left behind" in message
 
 
-def test_a_cluster_that_cannot_be_read_is_a_warning_not_a_second_error(monkeypatch):
+def test_a_cluster_that_cannot_be_read_is_a_warning_not_a_second_error(monkeypatch, api):
     import pulumi
 
     from components import readiness
@@ -167,14 +178,48 @@ def test_a_cluster_that_cannot_be_read_is_a_warning_not_a_second_error(monkeypat
         raise ConnectionRefusedError()
 
     monkeypatch.setattr(readiness, "read_unready", unreachable)
+    monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [])
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
     monkeypatch.setattr(pulumi.log, "error", lambda message, *a, **k: logged.append(message))
-    hook = readiness.explain_failed_release("dc2-consul", "/k/config", "dc2", "consul", "consul")
+    hook = readiness.explain_failed_release("dc2-consul", KubeCluster("/k/config", "dc2", {}), "consul", "consul")
     args = pulumi.ErrorHookArgs(urn="u", id="", name="dc2-consul", type="kubernetes:helm.sh/v3:Release",
                                 failed_operation="update", errors=["x"])
-    assert hook(args) is False and not logged
+    assert run_hook(hook, args) is False and not logged
     assert warned == ["could not read the workloads of Helm release consul/consul (context dc2) to explain "
                       "the failure: ConnectionRefusedError"]
+
+
+def test_the_error_hook_leaves_the_loop_free_while_it_reads_the_cluster(monkeypatch, api):
+    """The SDK runs hooks on its asyncio loop, which also answers the engine: while the error
+    hook waits for the API server, another coroutine on that loop runs."""
+    import pulumi
+
+    from components import readiness
+    from pulumi_mocks import run_program
+    from stack_matrix import primary
+
+    reading, other_ran, waited = threading.Event(), threading.Event(), []
+
+    def slow_read(*a):  # an API server that answers only once the loop has run something else
+        reading.set()
+        waited.append(other_ran.wait(timeout=2.0))
+        return [], []
+
+    async def other():  # runs once the read has started, if the loop is free
+        for _ in range(400):
+            if reading.is_set():
+                other_ran.set()
+                return
+            await asyncio.sleep(0.005)
+
+    monkeypatch.setattr(readiness, "read_unready", slow_read)
+    monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [])
+    run = run_program(primary(kubeconfig="/k/config"))
+    (hook,) = run.one("kubernetes:helm.sh/v3:Release").error_hooks
+    args = pulumi.ErrorHookArgs(urn="u", id="", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
+                                failed_operation="create", errors=["context deadline exceeded"])
+    assert run_hook(hook, args, other) is False
+    assert waited == [True]
 
 
 def _pod(name: str, labels: dict, init: list | None = None, main: list | None = None) -> dict:
@@ -243,6 +288,32 @@ def test_a_container_whose_log_cannot_be_read_says_so():
         "pod p, container c (running, not ready after 2 restarts); its log could not be read"]
     assert redact("key " + "A" * 43 + "= end") == "key <redacted> end"
     assert redact("a b " * 300) == ("a b " * 100)[:400] + "..."
+
+
+def test_a_log_the_api_server_refuses_is_named_with_its_reason():
+    """pods/log refused (an RBAC 403): the line quotes the server's message. The previous
+    instance's log, which a container that never restarted lacks (400), adds nothing."""
+    import json
+
+    from kubernetes.client.rest import ApiException
+
+    from components.pod_failures import api_log_reader, pod_failure_lines
+
+    class Core:
+        def read_namespaced_pod_log(self, pod, namespace, container, tail_lines, previous):
+            if previous:
+                exc = ApiException(status=400, reason="Bad Request")
+                exc.body = json.dumps({"message": f'previous terminated container "{container}" not found'})
+            else:
+                exc = ApiException(status=403, reason="Forbidden")
+                exc.body = json.dumps({"message": f'pods "{pod}" is forbidden: User "ci" cannot get '
+                                                  f'resource "pods/log" in the namespace "{namespace}"'})
+            raise exc
+
+    pod = _pod("p", {}, main=[{"name": "c", "restartCount": 0, "state": {"running": {}}, "ready": False}])
+    assert pod_failure_lines([pod], api_log_reader(Core(), "consul")) == [
+        'pod p, container c (running, not ready); its log could not be read (403 Forbidden: pods "p" is '
+        'forbidden: User "ci" cannot get resource "pods/log" in the namespace "consul")']
 
 
 def test_a_login_whose_token_review_cannot_reach_k8s_auth_method_host_says_what_to_set():
