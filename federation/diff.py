@@ -19,48 +19,12 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import evaluate, objdiff, render, report, revision, stacks
+from .diff_result import EXIT_ERROR, Evaluated, Result, StackDiff
 
-EXIT_NO_CHANGE, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 _EVALUATE = os.path.abspath(evaluate.__file__)
-
-
-@dataclass
-class Evaluated:
-    """One stack on one side: what evaluate.py computed, and the chart it is rendered with."""
-
-    role: str
-    chart_version: str
-    auth_host_derived: bool
-    job: render.Job
-
-
-@dataclass
-class StackDiff:
-    name: str
-    base: Optional[Evaluated] = None  # None: no stack file at the base (or an error there)
-    head: Optional[Evaluated] = None
-    base_exists: bool = True
-    head_exists: bool = True
-    errors: list[str] = field(default_factory=list)
-    changes: list[objdiff.ObjectChange] = field(default_factory=list)
-
-
-@dataclass
-class Result:
-    base_label: str
-    head_label: str
-    stacks: list[StackDiff]
-    errors: list[str] = field(default_factory=list)  # not tied to one stack
-
-    @property
-    def exit_code(self) -> int:
-        if self.errors or any(s.errors for s in self.stacks):
-            return EXIT_ERROR
-        return EXIT_CHANGES if any(s.changes for s in self.stacks) else EXIT_NO_CHANGE
 
 
 def _primary_datacenter(project: str, stack: stacks.StackFile) -> tuple[Optional[str], Optional[str]]:

@@ -23,7 +23,7 @@ import threading
 
 import pytest
 
-from federation import diff, render, report
+from federation import diff, diff_result, render, report
 from federation.objdiff import MISSING, Hidden
 from pulumi_mocks import ROOT
 from localcluster.tools import consul_charts, ensure
@@ -135,7 +135,7 @@ def cli(repo, *args):
 def test_gateway_replicas_change_only_the_gateway_deployment(project):
     edit(project, "Pulumi.dc1.yaml", "nodePort: 30001\n", "nodePort: 30001\n    replicas: 2\n")
     done = cli(project, "--markdown", "--stacks", "dc1")
-    assert done.returncode == diff.EXIT_CHANGES, done.stderr
+    assert done.returncode == diff_result.EXIT_CHANGES, done.stderr
     assert done.stdout.startswith(report.MARKER + "\n")
     assert ("<details><summary><b>dc1</b>: 1 changed (primary; chart 2.0.3)</summary>\n\n"
             "```diff\n"
@@ -228,7 +228,7 @@ def test_a_change_that_touches_no_chart_value_is_no_change(project):
     edit(project, "Pulumi.dc2.yaml", "config:\n", "config:\n  # dc2 joins dc1 over the mesh gateways\n")
     assert git(project, "status", "--porcelain").split() == ["M", "Pulumi.dc1.yaml", "M", "Pulumi.dc2.yaml"]
     done = cli(project, "--stacks", "dc1", "dc2")
-    assert done.returncode == diff.EXIT_NO_CHANGE, done.stdout + done.stderr
+    assert done.returncode == diff_result.EXIT_NO_CHANGE, done.stdout + done.stderr
     assert "\ndc1: no change  [primary; chart 2.0.3]\n" in done.stdout
     assert "\ndc2: no change  [secondary; chart 2.0.3; k8sAuthMethodHost is derived" in done.stdout
 
@@ -270,7 +270,7 @@ def test_a_stack_on_one_side_only_is_all_added_or_all_removed(project):
 def test_a_configuration_error_is_reported_per_stack_and_exits_1(project):
     edit(project, "Pulumi.dc1.yaml", "nodePort: 30001\n", "nodePort: 30001\n    replicas: 0\n")
     done = cli(project, "--stacks", "dc1")
-    assert done.returncode == diff.EXIT_ERROR
+    assert done.returncode == diff_result.EXIT_ERROR
     assert "\ndc1: error" in done.stdout
     assert ("  working tree: 1 configuration error(s); fix them in the stack's Pulumi.<stack>.yaml and run again"
             in done.stdout)
@@ -287,7 +287,7 @@ def test_a_secondary_needs_its_primary_stack_file(project):
 def test_a_tree_without_the_program_is_an_error_not_another_trees_code(project):
     shutil.rmtree(project / "components")  # the CLI runs with this project's root on PYTHONPATH
     done = cli(project, "--stacks", "dc1")
-    assert done.returncode == diff.EXIT_ERROR
+    assert done.returncode == diff_result.EXIT_ERROR
     assert f"error: working tree: no components package in {project}" in done.stdout
 
 
