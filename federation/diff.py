@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from . import evaluate, objdiff, render, report, revision, stacks
-from .diff_result import EXIT_ERROR, Evaluated, Result, StackDiff
+from .diff_result import AUTH_HOST_PLACEHOLDER, EXIT_ERROR, Evaluated, Result, StackDiff
 
 _EVALUATE = os.path.abspath(evaluate.__file__)
 
@@ -46,9 +46,10 @@ def _primary_datacenter(project: str, stack: stacks.StackFile) -> tuple[Optional
     return datacenter, None
 
 
-def _requests(project: str, names: list[str]) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:
-    """(evaluation requests, stack -> error, stacks without a file) for one side."""
-    requests, errors, absent = [], {}, set()
+def _requests(project: str, names: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str], set[str]]:
+    """(stack -> evaluation request, stack -> error, stacks without a file) for one side; requests
+    as components/evaluation.py's contract describes them."""
+    requests, errors, absent = {}, {}, set()
     for name in names:
         try:
             stack = stacks.read_stack(project, name)
@@ -64,12 +65,12 @@ def _requests(project: str, names: list[str]) -> tuple[list[dict[str, Any]], dic
                             "secret settings, because the rendered objects would show them")
             continue
         datacenter, problem = _primary_datacenter(project, stack)
-        requests.append({"name": name, "raw": stack.raw, "primary_datacenter": datacenter,
-                         "primary_problem": problem})
+        requests[name] = {"settings": stack.raw, "primary_datacenter": datacenter,
+                          "primary_problem": problem, "auth_host_placeholder": AUTH_HOST_PLACEHOLDER}
     return requests, errors, absent
 
 
-def _start_evaluation(project: str, requests: list[dict[str, Any]]) -> subprocess.Popen:
+def _start_evaluation(project: str, requests: dict[str, dict[str, Any]]) -> subprocess.Popen:
     """A fresh interpreter that imports `project`'s components (-P: not this package's dir)."""
     process = subprocess.Popen([sys.executable, "-B", "-P", _EVALUATE, project],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
