@@ -7,6 +7,10 @@ values. Each test changes the working
 tree and diffs it against the commit; the expected object changes were found by running the
 diff once and reviewed against what the chart does with the value.
 
+A pull request whose base is a real older revision of this repository, from before the program's
+evaluation seam (components/evaluation.py), is diffed against today's program in a repository of
+its own (tests/revisions.py names the revisions).
+
 Also here: the workflows that run the diff and the previews pass actionlint (built by
 tools/actionlint.sh from its Go module), which finds a deliberately broken copy.
 """
@@ -27,6 +31,7 @@ from federation import diff, diff_result, render, report
 from federation.objdiff import MISSING, Hidden
 from pulumi_mocks import ROOT
 from localcluster.tools import consul_charts, ensure
+from revisions import BEFORE_SEAM, export
 
 pytestmark = pytest.mark.chart
 
@@ -296,6 +301,35 @@ def test_a_stack_with_secret_settings_is_not_rendered(project):
          "  consul-federation:meshGateway:\n    secure: v1:AAAA\n")
     [error] = stack(run(project, "dc1"), "dc1").errors
     assert error.startswith("working tree: consul-federation:meshGateway hold encrypted (secure) values")
+
+
+@pytest.mark.parametrize("commit", BEFORE_SEAM)
+def test_a_base_from_before_the_evaluation_seam_diffs_against_todays_program(tmp_path, commit):
+    """A pull request whose base is a real older revision of this repository (no
+    components/evaluation.py: its values come through evaluate.py's frozen contract 0) and whose
+    head is today's program: only the change the pull request makes shows."""
+    repo = tmp_path / "repo"
+    export(commit, str(repo))
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "an older revision")
+    shutil.rmtree(repo / "components")
+    shutil.copytree(os.path.join(ROOT, "components"), repo / "components",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("__main__.py", "Pulumi.yaml"):
+        shutil.copy(os.path.join(ROOT, name), repo / name)
+    edit(repo, "Pulumi.dc1.yaml", "nodePort: 30001\n", "nodePort: 30001\n    replicas: 2\n")
+    result = run(repo, "dc1", "dc2")
+    assert report.text(result).split("\n")[1:] == [
+        "",
+        "dc1: 1 changed  [primary; chart 2.0.3]",
+        f"  ~ {GATEWAY}",
+        "      spec.replicas: 1 -> 2",
+        "dc2: no change  [secondary; chart 2.0.3; k8sAuthMethodHost is derived from the cluster at deploy "
+        "time; rendered as https://<derived-at-deploy>]",
+        "",
+    ]
+    assert result.exit_code == diff_result.EXIT_CHANGES
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
