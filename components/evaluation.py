@@ -2,12 +2,14 @@
 its settings alone (no cluster, no backend). A versioned contract, since the diff calls it in
 other revisions of this code than its own (a pull request's base); keep it when refactoring.
 
-CONTRACT 1. ``evaluate_stack(request) -> answer``, pure, run with the project directory as the
-current directory (a relative chartPath is relative to it, as under ``pulumi up``).
+CONTRACT 1. ``evaluate_stack(request) -> answer``, pure but for reading a chartPath's Chart.yaml,
+run with the project directory as the current directory (a relative chartPath is relative to it,
+as under ``pulumi up``).
 
 request, a dict:
-  settings            the stack's ``consul-federation:*`` settings as its stack file holds them,
-                      prefix removed (an object setting as a mapping, or as JSON text)
+  settings            the stack's ``consul-federation:*`` settings, prefix removed, as
+                      ``pulumi.Config.get`` gives them (a scalar as text) but an object setting
+                      as a mapping or as JSON text
   primary_datacenter  for a secondary: the datacenter of the stack its primaryStack names, or None
   primary_problem     why primary_datacenter is None (the error a secondary answers with)
   auth_host_placeholder
@@ -20,8 +22,8 @@ answer, a dict: {"error": text} for a configuration the program refuses, else
   auth_host_derived   whether the placeholder stands for k8sAuthMethodHost
   values              the Release's Helm values (plain data)
 
-A change to any of this is a new CONTRACT number, and federation/evaluate.py learns it before any
-stack relies on it.
+A change to any of this is a new CONTRACT number, which federation/evaluate.py learns (keeping
+every older one, for the bases that still speak it) before this module declares it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A Helm Release's preview shows only its inputs (pulumi-kubernetes#1701). The values are a pure
 function of the stack file and the program's code, so both sides are computed (the base
 revision's stack files with the base revision's ``components``, the working tree's with the
-working tree's), rendered with each side's chart by `helm template`, and compared object by
+working tree's, each through the program's versioned entry point: see evaluate.py), rendered with each side's chart by `helm template`, and compared object by
 object. No cluster, no Pulumi backend.
 
 Exit status: 0 no change, 2 changes, 1 an error (a stack's configuration error on either side,

@@ -10,7 +10,7 @@ The code of another revision is reached only through a versioned contract, so th
 ``components/`` never breaks the diff of a pull request whose base predates the refactor:
 
   1  ``components.evaluation.evaluate_stack`` (that module's ``CONTRACT = 1``)
-  0  revisions without components/evaluation.py (8d5a18b and older): ``contract0_evaluate``,
+  0  revisions from before components/evaluation.py (main up to 8d5a18b): ``contract0_evaluate``,
      an adapter frozen as those revisions are
 
 A revision that declares another contract is refused with the reason, never half understood.
