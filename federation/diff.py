@@ -3,7 +3,7 @@
 A Helm Release's preview shows only its inputs (pulumi-kubernetes#1701). The values are a pure
 function of the stack file and the program's code, so both sides are computed (the base
 revision's stack files with the base revision's ``components``, the working tree's with the
-working tree's), rendered with each side's chart by `helm template`, and compared object by
+working tree's, each through the program's versioned entry point: see evaluate.py), rendered with each side's chart by `helm template`, and compared object by
 object. No cluster, no Pulumi backend.
 
 Exit status: 0 no change, 2 changes, 1 an error (a stack's configuration error on either side,
@@ -19,48 +19,12 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import evaluate, objdiff, render, report, revision, stacks
+from .diff_result import AUTH_HOST_PLACEHOLDER, EXIT_ERROR, Evaluated, Result, StackDiff
 
-EXIT_NO_CHANGE, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 _EVALUATE = os.path.abspath(evaluate.__file__)
-
-
-@dataclass
-class Evaluated:
-    """One stack on one side: what evaluate.py computed, and the chart it is rendered with."""
-
-    role: str
-    chart_version: str
-    auth_host_derived: bool
-    job: render.Job
-
-
-@dataclass
-class StackDiff:
-    name: str
-    base: Optional[Evaluated] = None  # None: no stack file at the base (or an error there)
-    head: Optional[Evaluated] = None
-    base_exists: bool = True
-    head_exists: bool = True
-    errors: list[str] = field(default_factory=list)
-    changes: list[objdiff.ObjectChange] = field(default_factory=list)
-
-
-@dataclass
-class Result:
-    base_label: str
-    head_label: str
-    stacks: list[StackDiff]
-    errors: list[str] = field(default_factory=list)  # not tied to one stack
-
-    @property
-    def exit_code(self) -> int:
-        if self.errors or any(s.errors for s in self.stacks):
-            return EXIT_ERROR
-        return EXIT_CHANGES if any(s.changes for s in self.stacks) else EXIT_NO_CHANGE
 
 
 def _primary_datacenter(project: str, stack: stacks.StackFile) -> tuple[Optional[str], Optional[str]]:
@@ -82,9 +46,10 @@ def _primary_datacenter(project: str, stack: stacks.StackFile) -> tuple[Optional
     return datacenter, None
 
 
-def _requests(project: str, names: list[str]) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:
-    """(evaluation requests, stack -> error, stacks without a file) for one side."""
-    requests, errors, absent = [], {}, set()
+def _requests(project: str, names: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str], set[str]]:
+    """(stack -> evaluation request, stack -> error, stacks without a file) for one side; requests
+    as components/evaluation.py's contract describes them."""
+    requests, errors, absent = {}, {}, set()
     for name in names:
         try:
             stack = stacks.read_stack(project, name)
@@ -100,12 +65,12 @@ def _requests(project: str, names: list[str]) -> tuple[list[dict[str, Any]], dic
                             "secret settings, because the rendered objects would show them")
             continue
         datacenter, problem = _primary_datacenter(project, stack)
-        requests.append({"name": name, "raw": stack.raw, "primary_datacenter": datacenter,
-                         "primary_problem": problem})
+        requests[name] = {"settings": stack.raw, "primary_datacenter": datacenter,
+                          "primary_problem": problem, "auth_host_placeholder": AUTH_HOST_PLACEHOLDER}
     return requests, errors, absent
 
 
-def _start_evaluation(project: str, requests: list[dict[str, Any]]) -> subprocess.Popen:
+def _start_evaluation(project: str, requests: dict[str, dict[str, Any]]) -> subprocess.Popen:
     """A fresh interpreter that imports `project`'s components (-P: not this package's dir)."""
     process = subprocess.Popen([sys.executable, "-B", "-P", _EVALUATE, project],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -9,13 +9,10 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
-from .evaluate import AUTH_HOST_PLACEHOLDER
+from .diff_result import AUTH_HOST_PLACEHOLDER, Result, StackDiff
 from .objdiff import MISSING, FieldChange, Hidden, ObjectChange, scalars
-
-if TYPE_CHECKING:
-    from .diff import Result, StackDiff
 
 MARKER = "<!-- consul-federation-diff -->"
 BUDGET = 60000  # characters of stack sections; GitHub refuses comments over 65536
@@ -91,12 +88,12 @@ def _object_lines(change: ObjectChange, markdown: bool) -> list[str]:
     return [head] + [line for f in change.fields for line in _field_lines(f, markdown)]
 
 
-def counts(stack: "StackDiff") -> str:
+def counts(stack: StackDiff) -> str:
     by_op = {op: sum(1 for c in stack.changes if c.op == op) for op in ("changed", "added", "removed")}
     return ", ".join(f"{n} {op}" for op, n in by_op.items() if n)
 
 
-def _summary(stack: "StackDiff") -> str:
+def _summary(stack: StackDiff) -> str:
     if stack.errors:
         return "error"
     if not stack.base_exists:
@@ -106,7 +103,7 @@ def _summary(stack: "StackDiff") -> str:
     return counts(stack) or "no change"
 
 
-def _notes(stack: "StackDiff") -> list[str]:
+def _notes(stack: StackDiff) -> list[str]:
     notes = []
     sides = [s for s in (stack.base, stack.head) if s is not None]
     roles = list(dict.fromkeys(s.role for s in sides))  # base first
@@ -121,7 +118,7 @@ def _notes(stack: "StackDiff") -> list[str]:
     return [" -> ".join(roles)] + notes if roles else notes
 
 
-def text(result: "Result") -> str:
+def text(result: Result) -> str:
     lines = [f"Consul chart objects: {result.base_label} -> {result.head_label}", ""]
     lines += [f"error: {e}" for e in result.errors]
     for stack in result.stacks:
@@ -153,7 +150,7 @@ def _cut(lines: list[str], budget: int, stack: str) -> list[str]:
     return kept
 
 
-def markdown(result: "Result") -> str:
+def markdown(result: Result) -> str:
     out = [MARKER, "### Consul chart objects per cluster", "",
            f"`{result.base_label}` → `{result.head_label}`: what each stack's Helm Release would "
            "create, delete and change, rendered by `helm template` from each side's chart and the "

@@ -1,5 +1,6 @@
-"""Print the import graph of the components package (every import, TYPE_CHECKING ones too) in
-layer order, leaves first, and exit 1 if it has a cycle.
+"""Print the import graph of each package of the project (components/, federation/; every
+import, TYPE_CHECKING ones too) in layer order, leaves first, and exit 1 if a package has a cycle
+or components/ imports federation/ (the program must run without the operator commands).
 
     python3 tools/import_graph.py
 """
@@ -10,26 +11,45 @@ import ast
 import os
 import sys
 
-PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("components", "federation")
+FORBIDDEN = {"components": "federation"}  # package -> the package it must not import
 
 
-def imports_of(path: str) -> set[str]:
-    """Modules of the package that `path` imports (relative `from . import x` / `from .x import`)."""
-    found = set()
+def imports_of(path: str, package: str) -> tuple[set[str], set[str]]:
+    """(modules of `package` that `path` imports, other project packages it imports)."""
+    found, packages = set(), set()
+
+    def absolute(name: str, names: list[str]) -> None:
+        head, _, rest = name.partition(".")
+        if head == package:
+            found.update([rest.split(".")[0]] if rest else names)
+        elif head in PACKAGES:
+            packages.add(head)
+
     for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             if node.module:
                 found.add(node.module.split(".")[0])
             else:
                 found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("components."):
-            found.add(node.module.split(".")[1])
-    return found
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            absolute(node.module, [alias.name for alias in node.names])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                absolute(alias.name, [])
+    return found, packages
 
 
-def graph() -> dict[str, set[str]]:
-    modules = sorted(f[:-3] for f in os.listdir(PACKAGE) if f.endswith(".py"))
-    return {m: imports_of(os.path.join(PACKAGE, f"{m}.py")) & set(modules) for m in modules}
+def graph(package: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """(module -> modules of the package it imports, module -> other project packages it imports)."""
+    directory = os.path.join(ROOT, package)
+    modules = sorted(f[:-3] for f in os.listdir(directory) if f.endswith(".py"))
+    edges, outside = {}, {}
+    for module in modules:
+        inside, others = imports_of(os.path.join(directory, f"{module}.py"), package)
+        edges[module], outside[module] = inside & set(modules), others
+    return edges, outside
 
 
 def layers(edges: dict[str, set[str]]) -> tuple[list[list[str]], set[str]]:
@@ -45,14 +65,23 @@ def layers(edges: dict[str, set[str]]) -> tuple[list[list[str]], set[str]]:
 
 
 def main() -> int:
-    edges = graph()
-    ordered, cyclic = layers(edges)
-    for number, layer in enumerate(ordered):
-        for module in layer:
-            deps = ", ".join(sorted(edges[module])) or "-"
-            print(f"layer {number}: {module:18} imports {deps}")
-    if cyclic:
-        print("CYCLE among: " + ", ".join(sorted(cyclic)), file=sys.stderr)
+    failed = False
+    for package in PACKAGES:
+        edges, outside = graph(package)
+        ordered, cyclic = layers(edges)
+        print(f"{package}/")
+        for number, layer in enumerate(ordered):
+            for module in layer:
+                deps = ", ".join(sorted(edges[module]) + [f"{p}/" for p in sorted(outside[module])]) or "-"
+                print(f"  layer {number}: {module:18} imports {deps}")
+        if cyclic:
+            print(f"CYCLE in {package}/ among: " + ", ".join(sorted(cyclic)), file=sys.stderr)
+            failed = True
+        offenders = sorted(m for m, others in outside.items() if FORBIDDEN.get(package) in others)
+        if offenders:
+            print(f"{package}/ must not import {FORBIDDEN[package]}/: " + ", ".join(offenders), file=sys.stderr)
+            failed = True
+    if failed:
         return 1
     print("no cycle")
     return 0

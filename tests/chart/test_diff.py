@@ -7,6 +7,10 @@ values. Each test changes the working
 tree and diffs it against the commit; the expected object changes were found by running the
 diff once and reviewed against what the chart does with the value.
 
+A pull request whose base is a real older revision of this repository, from before the program's
+evaluation seam (components/evaluation.py), is diffed against today's program in a repository of
+its own (tests/revisions.py names the revisions).
+
 Also here: the workflows that run the diff and the previews pass actionlint (built by
 tools/actionlint.sh from its Go module), which finds a deliberately broken copy.
 """
@@ -23,10 +27,11 @@ import threading
 
 import pytest
 
-from federation import diff, render, report
+from federation import diff, diff_result, render, report
 from federation.objdiff import MISSING, Hidden
 from pulumi_mocks import ROOT
 from localcluster.tools import consul_charts, ensure
+from revisions import BEFORE_SEAM, export
 
 pytestmark = pytest.mark.chart
 
@@ -135,7 +140,7 @@ def cli(repo, *args):
 def test_gateway_replicas_change_only_the_gateway_deployment(project):
     edit(project, "Pulumi.dc1.yaml", "nodePort: 30001\n", "nodePort: 30001\n    replicas: 2\n")
     done = cli(project, "--markdown", "--stacks", "dc1")
-    assert done.returncode == diff.EXIT_CHANGES, done.stderr
+    assert done.returncode == diff_result.EXIT_CHANGES, done.stderr
     assert done.stdout.startswith(report.MARKER + "\n")
     assert ("<details><summary><b>dc1</b>: 1 changed (primary; chart 2.0.3)</summary>\n\n"
             "```diff\n"
@@ -228,7 +233,7 @@ def test_a_change_that_touches_no_chart_value_is_no_change(project):
     edit(project, "Pulumi.dc2.yaml", "config:\n", "config:\n  # dc2 joins dc1 over the mesh gateways\n")
     assert git(project, "status", "--porcelain").split() == ["M", "Pulumi.dc1.yaml", "M", "Pulumi.dc2.yaml"]
     done = cli(project, "--stacks", "dc1", "dc2")
-    assert done.returncode == diff.EXIT_NO_CHANGE, done.stdout + done.stderr
+    assert done.returncode == diff_result.EXIT_NO_CHANGE, done.stdout + done.stderr
     assert "\ndc1: no change  [primary; chart 2.0.3]\n" in done.stdout
     assert "\ndc2: no change  [secondary; chart 2.0.3; k8sAuthMethodHost is derived" in done.stdout
 
@@ -270,7 +275,7 @@ def test_a_stack_on_one_side_only_is_all_added_or_all_removed(project):
 def test_a_configuration_error_is_reported_per_stack_and_exits_1(project):
     edit(project, "Pulumi.dc1.yaml", "nodePort: 30001\n", "nodePort: 30001\n    replicas: 0\n")
     done = cli(project, "--stacks", "dc1")
-    assert done.returncode == diff.EXIT_ERROR
+    assert done.returncode == diff_result.EXIT_ERROR
     assert "\ndc1: error" in done.stdout
     assert ("  working tree: 1 configuration error(s); fix them in the stack's Pulumi.<stack>.yaml and run again"
             in done.stdout)
@@ -287,7 +292,7 @@ def test_a_secondary_needs_its_primary_stack_file(project):
 def test_a_tree_without_the_program_is_an_error_not_another_trees_code(project):
     shutil.rmtree(project / "components")  # the CLI runs with this project's root on PYTHONPATH
     done = cli(project, "--stacks", "dc1")
-    assert done.returncode == diff.EXIT_ERROR
+    assert done.returncode == diff_result.EXIT_ERROR
     assert f"error: working tree: no components package in {project}" in done.stdout
 
 
@@ -296,6 +301,35 @@ def test_a_stack_with_secret_settings_is_not_rendered(project):
          "  consul-federation:meshGateway:\n    secure: v1:AAAA\n")
     [error] = stack(run(project, "dc1"), "dc1").errors
     assert error.startswith("working tree: consul-federation:meshGateway hold encrypted (secure) values")
+
+
+@pytest.mark.parametrize("commit", BEFORE_SEAM)
+def test_a_base_from_before_the_evaluation_seam_diffs_against_todays_program(tmp_path, commit):
+    """A pull request whose base is a real older revision of this repository (no
+    components/evaluation.py: its values come through evaluate.py's frozen contract 0) and whose
+    head is today's program: only the change the pull request makes shows."""
+    repo = tmp_path / "repo"
+    export(commit, str(repo))
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "an older revision")
+    shutil.rmtree(repo / "components")
+    shutil.copytree(os.path.join(ROOT, "components"), repo / "components",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("__main__.py", "Pulumi.yaml"):
+        shutil.copy(os.path.join(ROOT, name), repo / name)
+    edit(repo, "Pulumi.dc1.yaml", "nodePort: 30001\n", "nodePort: 30001\n    replicas: 2\n")
+    result = run(repo, "dc1", "dc2")
+    assert report.text(result).split("\n")[1:] == [
+        "",
+        "dc1: 1 changed  [primary; chart 2.0.3]",
+        f"  ~ {GATEWAY}",
+        "      spec.replicas: 1 -> 2",
+        "dc2: no change  [secondary; chart 2.0.3; k8sAuthMethodHost is derived from the cluster at deploy "
+        "time; rendered as https://<derived-at-deploy>]",
+        "",
+    ]
+    assert result.exit_code == diff_result.EXIT_CHANGES
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

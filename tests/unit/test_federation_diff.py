@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from federation import affected, diff, objdiff, render, report, stacks
+from federation import affected, diff_result, objdiff, render, report, stacks
 from federation.objdiff import MISSING, FieldChange, Hidden
 from pulumi_mocks import ROOT
 
@@ -118,7 +118,7 @@ def test_a_secret_data_field_that_is_not_a_map_is_hidden_too():
 
 def result_with(fields, stack="dc1"):
     change = objdiff.ObjectChange("changed", objdiff.object_key(secret()), tuple(fields))
-    return diff.Result("base", "head", [diff.StackDiff(stack, changes=[change])])
+    return diff_result.Result("base", "head", [diff_result.StackDiff(stack, changes=[change])])
 
 
 def test_markdown_starts_with_the_marker_and_collapses_each_stack():
@@ -143,10 +143,10 @@ def test_markdown_keeps_to_its_budget(monkeypatch):
 
 def test_exit_codes_errors_win_over_changes():
     changed = result_with([FieldChange("spec.replicas", 1, 2)])
-    assert changed.exit_code == diff.EXIT_CHANGES == 2
-    assert diff.Result("b", "h", [diff.StackDiff("dc1")]).exit_code == diff.EXIT_NO_CHANGE == 0
-    changed.stacks.append(diff.StackDiff("dc2", errors=["working tree: bad"]))
-    assert changed.exit_code == diff.EXIT_ERROR == 1
+    assert changed.exit_code == diff_result.EXIT_CHANGES == 2
+    assert diff_result.Result("b", "h", [diff_result.StackDiff("dc1")]).exit_code == diff_result.EXIT_NO_CHANGE == 0
+    changed.stacks.append(diff_result.StackDiff("dc2", errors=["working tree: bad"]))
+    assert changed.exit_code == diff_result.EXIT_ERROR == 1
 
 
 PRIMARIES = {"dc1": None, "dc2": "dc1", "dc3": "dc1", "eu1": None, "eu2": "eu1"}
