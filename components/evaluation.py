@@ -28,31 +28,19 @@ every older one, for the bases that still speak it) before this module declares 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from .config import OBJECT_KEYS, ConfigError, parse_config
+from .config import ConfigError, parse_config
 from .helm_values import primary_values, secondary_values
+from .settings import setting_value
 
 CONTRACT = 1
-
-
-def _decode_objects(settings: dict[str, Any]) -> dict[str, Any]:
-    """Object settings given as JSON text, decoded as ``Config.get_object`` does."""
-    decoded = dict(settings)
-    for key in OBJECT_KEYS:
-        if isinstance(decoded.get(key), str):
-            try:
-                decoded[key] = json.loads(decoded[key])
-            except ValueError:
-                pass  # not JSON: parse_config reports that it is not an object
-    return decoded
 
 
 def evaluate_stack(request: dict[str, Any]) -> dict[str, Any]:
     """One stack's chart, release and values, or the configuration error the program would raise."""
     try:
-        cfg = parse_config(_decode_objects(request["settings"]))
+        cfg = parse_config({key: setting_value(key, value) for key, value in request["settings"].items()})
     except ConfigError as exc:
         return {"error": str(exc)}
     auth_host_derived = False
