@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import runpy
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional, Union
 
@@ -310,3 +311,26 @@ def run_hook(hook: Union[pulumi.ResourceHook, pulumi.ErrorHook], args: Any,
         return loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+class LoopProbe:
+    """Shows whether a hook leaves its loop free while it calls the cluster: ``read`` (patched in
+    for the hook's blocking call) waits until ``alongside``, a coroutine on the hook's loop, has
+    run after the read started; ``waited`` records whether it did within 2 s."""
+
+    def __init__(self, answer: Any):
+        self.answer = answer
+        self.reading, self.other_ran = threading.Event(), threading.Event()
+        self.waited: list[bool] = []
+
+    def read(self, *args: Any) -> Any:
+        self.reading.set()
+        self.waited.append(self.other_ran.wait(timeout=2.0))
+        return self.answer
+
+    async def alongside(self) -> None:
+        for _ in range(400):
+            if self.reading.is_set():
+                self.other_ran.set()
+                return
+            await asyncio.sleep(0.005)

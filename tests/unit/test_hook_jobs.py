@@ -14,7 +14,7 @@ import pytest
 from components import hook_jobs
 from components.hook_jobs import failed_hook_lines, finished, leftover_hook_jobs
 from components.kube_cluster import KubeCluster
-from pulumi_mocks import call_hook, run_hook, run_program
+from pulumi_mocks import LoopProbe, call_hook, run_hook, run_program
 from stack_matrix import primary
 
 pytestmark = pytest.mark.unit
@@ -142,25 +142,12 @@ def test_a_cluster_that_cannot_be_read_does_not_block_the_upgrade(monkeypatch, a
 def test_the_hook_leaves_the_loop_free_while_it_reads_the_cluster(monkeypatch, api):
     """The SDK runs hooks on its asyncio loop, which also answers the engine: while the hook
     waits for the API server, another coroutine on that loop runs."""
-    reading, other_ran, waited = threading.Event(), threading.Event(), []
-
-    def slow_read(*a):  # an API server that answers only once the loop has run something else
-        reading.set()
-        waited.append(other_ran.wait(timeout=2.0))
-        return []
-
-    async def other():  # runs once the read has started, if the loop is free
-        for _ in range(400):
-            if reading.is_set():
-                other_ran.set()
-                return
-            await asyncio.sleep(0.005)
-
-    monkeypatch.setattr(hook_jobs, "read_release_jobs", slow_read)
+    probe = LoopProbe([])
+    monkeypatch.setattr(hook_jobs, "read_release_jobs", probe.read)
     run = run_program(primary(kubeconfig="/k/config"))
     (hook,) = run.one("kubernetes:helm.sh/v3:Release").before_update_hooks
-    run_hook(hook, hook_args(), other)
-    assert waited == [True]
+    run_hook(hook, hook_args(), probe.alongside)
+    assert probe.waited == [True]
 
 
 class Batch:

@@ -1,13 +1,10 @@
 """Explaining a Release that Helm's wait gave up on: which workload, and what its pods lack."""
 
-import asyncio
-import threading
-
 import pytest
 
 from components.kube_cluster import KubeCluster
 from components.readiness import Readiness, explain_unready, missing_references, replicas_short, workload_readiness
-from pulumi_mocks import run_hook
+from pulumi_mocks import LoopProbe, run_hook
 
 pytestmark = pytest.mark.unit
 
@@ -198,28 +195,15 @@ def test_the_error_hook_leaves_the_loop_free_while_it_reads_the_cluster(monkeypa
     from pulumi_mocks import run_program
     from stack_matrix import primary
 
-    reading, other_ran, waited = threading.Event(), threading.Event(), []
-
-    def slow_read(*a):  # an API server that answers only once the loop has run something else
-        reading.set()
-        waited.append(other_ran.wait(timeout=2.0))
-        return [], []
-
-    async def other():  # runs once the read has started, if the loop is free
-        for _ in range(400):
-            if reading.is_set():
-                other_ran.set()
-                return
-            await asyncio.sleep(0.005)
-
-    monkeypatch.setattr(readiness, "read_unready", slow_read)
+    probe = LoopProbe(([], []))
+    monkeypatch.setattr(readiness, "read_unready", probe.read)
     monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [])
     run = run_program(primary(kubeconfig="/k/config"))
     (hook,) = run.one("kubernetes:helm.sh/v3:Release").error_hooks
     args = pulumi.ErrorHookArgs(urn="u", id="", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
                                 failed_operation="create", errors=["context deadline exceeded"])
-    assert run_hook(hook, args, other) is False
-    assert waited == [True]
+    assert run_hook(hook, args, probe.alongside) is False
+    assert probe.waited == [True]
 
 
 def _pod(name: str, labels: dict, init: list | None = None, main: list | None = None) -> dict:
