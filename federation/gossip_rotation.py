@@ -28,12 +28,13 @@ import sys
 from dataclasses import dataclass
 from typing import Optional
 
+from kubernetes.client.exceptions import ApiException
 from pulumi import automation as auto
 
 from components.constants import CONFIG_NAMESPACE, FED_GOSSIP_KEY
 from components.outputs import GOSSIP_KEYS
 
-from . import cli, consul_status, operate, rollout, verify
+from . import cli, cluster_access as access, consul_status, operate, rollout, verify
 from .runner import Runner
 from .stack_plan import Plan
 from . import stacks as stack_files
@@ -144,12 +145,12 @@ class Rotation:
         self.runner = runner
         self.project_dir = project_dir
         self.gate_timeout = gate_timeout
-        self.dcs = {name: verify.Datacenter(name, verify.load_config(runner, name))
+        self.dcs = {name: access.Datacenter(name, access.load_config(runner, name))
                     for name in [p.primary, *p.secondaries]}
         self.primary = self.dcs[p.primary]
         if not self.primary.cfg.gossip_encryption:
             raise RotationRefused(f"the primary {p.primary} has gossipEncryption: false: there is no key to rotate")
-        self.token, why = verify.bootstrap_token(self.primary)
+        self.token, why = access.bootstrap_token(self.primary)
         if why:
             raise RotationRefused(why)
 
@@ -175,15 +176,15 @@ class Rotation:
         primary_data = self.primary.secret_data(self.primary.cfg.federation_secret_name) or {}
         if base64.b64decode(primary_data.get(FED_GOSSIP_KEY, "")).decode() != key:
             return False
-        digest = verify.data_digest(primary_data)
-        return all(verify.data_digest(dc.secret_data(dc.cfg.federation_secret_name)) == digest
+        digest = access.data_digest(primary_data)
+        return all(access.data_digest(dc.secret_data(dc.cfg.federation_secret_name)) == digest
                    for name, dc in self.dcs.items() if name != self.p.primary)
 
     def list_keyring(self) -> list[Ring]:
-        return consul_status.parse_keyring(verify.keyring_get(self.primary, verify.KEYRING_QUERY, self.token))
+        return consul_status.parse_keyring(access.keyring_get(self.primary, access.KEYRING_QUERY, self.token))
 
     def keyring(self, method: str, key: str) -> None:
-        verify.consul_request(self.primary, method, verify.KEYRING_PATH, verify.KEYRING_QUERY, self.token,
+        access.consul_request(self.primary, method, access.KEYRING_PATH, access.KEYRING_QUERY, self.token,
                               {"Key": key})
 
     def write(self, o: Observed) -> bool:
@@ -217,11 +218,11 @@ class Rotation:
             method = {INSTALL: "POST", USE: "PUT", REMOVE: "DELETE"}[step.action]
             try:
                 self.keyring(method, step.key)
-            except verify.ApiException as exc:
-                if not verify.lost_answers(exc) or not lost_answers_left:
+            except ApiException as exc:
+                if not access.lost_answers(exc) or not lost_answers_left:
                     raise
                 lost_answers_left -= 1  # the step may have reached every member: look again
-                self.say(f"{step.action}: Consul answered {verify.consul_error(exc)}; looking at the keyring again")
+                self.say(f"{step.action}: Consul answered {access.consul_error(exc)}; looking at the keyring again")
                 continue
             self.check(step)
 
@@ -272,12 +273,12 @@ def run(args: argparse.Namespace) -> int:
     except (StepFailed, consul_status.ConsulOutputError) as exc:
         print(f"federation rotate-gossip-key: stopped: {exc}\nrun it again once verify passes", file=sys.stderr)
         return cli.EXIT_FAILED
-    except verify.ApiException as exc:
-        answer = verify.consul_error(exc) if verify.consul_answered(exc) else verify.api_error_text(exc)
+    except ApiException as exc:
+        answer = access.consul_error(exc) if access.consul_answered(exc) else access.api_error_text(exc)
         print(f"federation rotate-gossip-key: stopped: Consul or its service proxy answered {answer}; "
               "run it again once verify passes", file=sys.stderr)
         return cli.EXIT_FAILED
-    except verify.NETWORK_ERRORS as exc:
+    except access.NETWORK_ERRORS as exc:
         print(f"federation rotate-gossip-key: stopped: no answer from the primary's cluster ({exc}); "
               "run it again once verify passes", file=sys.stderr)
         return cli.EXIT_FAILED

@@ -27,48 +27,33 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Collection, Optional
 
-from kubernetes import client, config as kube_config
+from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 from pulumi import automation as auto
-from urllib3.exceptions import HTTPError as TransportError
 
-from components.config import ConfigError, parse_config
-from components.constants import GOSSIP_SECRET_KEY
+from components.config import ConfigError
 from components.helm_values import advertised_port
-from components.kube_cluster import resolve_cluster
 from components.readiness import workload_readiness
 from components.settings import DatacenterConfig
-from components.stack_config import automation_config
 
-from . import cli, consul_status
+from . import cli, cluster_access as access, consul_status
+from .cluster_access import Datacenter
 from .runner import Runner
 from .stack_plan import Plan
 
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
 PROXY_DEFAULTS_REPLICATED = "ProxyDefaults global replicated"
 GOSSIP_KEYRING = "gossip keyring: one primary key"
-KEYRING_PATH = "/v1/operator/keyring"
-# Keyring operations are Serf queries; each answer also travels through this many other members.
-# Right after a server restarts, WAN gossip packets between two datacenters get lost for minutes
-# while indirect probes (through a third member) still succeed (seen in the consul tier), and
-# without relays a listing then fails with "WAN error: 2/3 nodes reported success".
-KEYRING_QUERY = [("relay-factor", "2")]
-KEYRING_ATTEMPTS = 3
 # verify lists each datacenter's own LAN pool, through that datacenter's API server: a listing
 # of every pool is a Serf query over the WAN pool, which here kept failing for many minutes after
 # a gateway stopped or a server restarted, and loaded the WAN gateways with its traffic.
 LOCAL_KEYRING_QUERY = [("local-only", "true")]
 RPC_TO_EVERY_DATACENTER = "RPC reaches every datacenter"
 KUBERNETES, CONSUL = "kubernetes", "consul"
-_TIMEOUT = 10
-# What a request that never got an HTTP answer raises (timeouts, refused connections).
-NETWORK_ERRORS = (OSError, TransportError)
 _STALE_FIX = ("re-run up on the primary and then the secondaries: python -m federation up "
               "(consul-k8s#417)")
 
@@ -83,6 +68,10 @@ class Row:
     detail: str
 
 
+def row(dc: Datacenter, check: str, status: str, detail: str, source: str = KUBERNETES) -> Row:
+    return Row(dc.cfg.datacenter, dc.stack, check, source, status, detail)
+
+
 def exit_code(rows: list[Row], kubernetes_only: bool) -> int:
     """0 only if every checked row passed and nothing but (skipped) Consul rows went unchecked."""
     if not rows:
@@ -93,11 +82,6 @@ def exit_code(rows: list[Row], kubernetes_only: bool) -> int:
         if row.status == NOT_CHECKED and not (kubernetes_only and row.source == CONSUL):
             return cli.EXIT_FAILED
     return cli.EXIT_OK
-
-
-def data_digest(data: Optional[dict[str, str]]) -> str:
-    """SHA-256 of a Secret's data map (base64 values as the API returns them), key order aside."""
-    return hashlib.sha256(json.dumps(data or {}, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def advertised_gateways(data: Optional[dict[str, str]]) -> list[str]:
@@ -133,45 +117,6 @@ def gateway_addresses(cfg: DatacenterConfig, service: Any, host_ips: list[str]) 
     return [f"{spec.cluster_ip}:{port.port}"], ""
 
 
-def load_config(runner: Runner, name: str) -> DatacenterConfig:
-    """The stack's settings as the program reads them (secrets decrypted by the engine's config)."""
-    return parse_config(*automation_config(runner.stack(name, create=False)))
-
-
-class Datacenter:
-    """One stack's cluster, read through its own kubeconfig context."""
-
-    def __init__(self, stack: str, cfg: DatacenterConfig):
-        self.stack = stack
-        self.cfg = cfg
-        kube = resolve_cluster(cfg.kubeconfig, cfg.kube_context)
-        try:
-            self.api = kube.api_client()
-        except kube_config.ConfigException as exc:
-            raise kube_config.ConfigException(f"kubeconfig {kube.kubeconfig}, context {cfg.kube_context}: {exc}") from exc
-        self.core = client.CoreV1Api(self.api)
-        self.apps = client.AppsV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
-
-    @property
-    def ns(self) -> str:
-        return self.cfg.namespace
-
-    def name(self, suffix: str) -> str:
-        return f"{self.cfg.resource_prefix}-{suffix}"
-
-    def secret_data(self, name: str) -> Optional[dict[str, str]]:
-        try:
-            return self.core.read_namespaced_secret(name, self.ns, _request_timeout=_TIMEOUT).data or {}
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def row(self, check: str, status: str, detail: str, source: str = KUBERNETES) -> Row:
-        return Row(self.cfg.datacenter, self.stack, check, source, status, detail)
-
-
 def _ready(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
     """Ready as the Release's error hook counts it (readiness.workload_readiness), and at least
     one replica wanted: a server StatefulSet or gateway scaled to zero holds no federation."""
@@ -187,14 +132,14 @@ def workload_rows(dc: Datacenter) -> list[Row]:
             ("server StatefulSet ready", "StatefulSet", "server", dc.apps.read_namespaced_stateful_set),
             ("mesh gateway Deployment ready", "Deployment", "mesh-gateway", dc.apps.read_namespaced_deployment)):
         try:
-            obj = read(dc.name(suffix), dc.ns, _request_timeout=_TIMEOUT)
+            obj = read(dc.name(suffix), dc.ns, _request_timeout=access.TIMEOUT)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            rows.append(dc.row(check, FAILED, f"{kind} {dc.ns}/{dc.name(suffix)} does not exist: run up"))
+            rows.append(row(dc, check, FAILED, f"{kind} {dc.ns}/{dc.name(suffix)} does not exist: run up"))
             continue
         status, detail = _ready(kind, dc.api.sanitize_for_serialization(obj))
-        rows.append(dc.row(check, status, f"{kind} {dc.ns}/{obj.metadata.name}: {detail}"))
+        rows.append(row(dc, check, status, f"{kind} {dc.ns}/{obj.metadata.name}: {detail}"))
     return rows
 
 
@@ -202,60 +147,60 @@ def gateway_rows(dc: Datacenter) -> tuple[list[Row], Optional[list[str]], str]:
     """The Service's row, and the gateway's current addresses (or why unknown)."""
     check = "gateway Service address"
     try:
-        service = dc.core.read_namespaced_service(dc.name("mesh-gateway"), dc.ns, _request_timeout=_TIMEOUT)
+        service = dc.core.read_namespaced_service(dc.name("mesh-gateway"), dc.ns, _request_timeout=access.TIMEOUT)
     except ApiException as exc:
         if exc.status != 404:
             raise
-        return [dc.row(check, FAILED, f"Service {dc.ns}/{dc.name('mesh-gateway')} does not exist: run up")], \
+        return [row(dc, check, FAILED, f"Service {dc.ns}/{dc.name('mesh-gateway')} does not exist: run up")], \
             None, "no gateway Service"
     selector = ",".join(f"{k}={v}" for k, v in sorted((service.spec.selector or {}).items()))
-    pods = dc.core.list_namespaced_pod(dc.ns, label_selector=selector, _request_timeout=_TIMEOUT).items \
+    pods = dc.core.list_namespaced_pod(dc.ns, label_selector=selector, _request_timeout=access.TIMEOUT).items \
         if selector else []
     host_ips = [p.status.host_ip for p in pods if p.status and p.status.host_ip]
     addresses, why = gateway_addresses(dc.cfg, service, host_ips)
     kind = service.spec.type
     if addresses:
         source = "static wanAddress" if dc.cfg.mesh_gateway.wan_address else kind
-        return [dc.row(check, PASSED, f"{source}: {', '.join(addresses)}")], addresses, ""
+        return [row(dc, check, PASSED, f"{source}: {', '.join(addresses)}")], addresses, ""
     if kind == "NodePort" and service.spec.ports and service.spec.ports[0].node_port:
         # the port exists, but which address the other datacenters dial is unseen: not a pass
-        return [dc.row(check, NOT_CHECKED, f"NodePort {service.spec.ports[0].node_port}; {why}")], None, why
-    return [dc.row(check, FAILED, why)], None, why
+        return [row(dc, check, NOT_CHECKED, f"NodePort {service.spec.ports[0].node_port}; {why}")], None, why
+    return [row(dc, check, FAILED, why)], None, why
 
 
 def proxy_defaults_row(dc: Datacenter) -> Row:
     check = "ProxyDefaults global Synced"
     try:
         obj = dc.custom.get_namespaced_custom_object("consul.hashicorp.com", "v1alpha1", dc.ns, "proxydefaults",
-                                                     "global", _request_timeout=_TIMEOUT)
+                                                     "global", _request_timeout=access.TIMEOUT)
     except ApiException as exc:
         if exc.status != 404:
             raise
-        return dc.row(check, FAILED, f"ProxyDefaults {dc.ns}/global does not exist: run up")
+        return row(dc, check, FAILED, f"ProxyDefaults {dc.ns}/global does not exist: run up")
     synced = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Synced"]
     if not synced:
-        return dc.row(check, NOT_CHECKED, "no status: nothing has reported whether Consul accepted it "
+        return row(dc, check, NOT_CHECKED, "no status: nothing has reported whether Consul accepted it "
                                           "(the controller sets status.conditions Synced)")
     if synced[0].get("status") == "True":
-        return dc.row(check, PASSED, "Synced True")
+        return row(dc, check, PASSED, "Synced True")
     reason = ": ".join(str(x) for x in (synced[0].get("reason"), synced[0].get("message")) if x)
-    return dc.row(check, FAILED, f"Synced {synced[0].get('status')}{': ' + reason if reason else ''}")
+    return row(dc, check, FAILED, f"Synced {synced[0].get('status')}{': ' + reason if reason else ''}")
 
 
 def primary_gateways_row(dc: Datacenter, current: Optional[list[str]], why: str) -> Row:
     check = "primary_gateways current"
     data = dc.secret_data(dc.cfg.federation_secret_name)
     if data is None:
-        return dc.row(check, FAILED, f"no federation secret {dc.ns}/{dc.cfg.federation_secret_name}: run up")
+        return row(dc, check, FAILED, f"no federation secret {dc.ns}/{dc.cfg.federation_secret_name}: run up")
     try:
         advertised = advertised_gateways(data)
     except consul_status.ConsulOutputError as exc:
-        return dc.row(check, FAILED, f"{dc.cfg.federation_secret_name}: {exc}")
+        return row(dc, check, FAILED, f"{dc.cfg.federation_secret_name}: {exc}")
     if current is None:
-        return dc.row(check, NOT_CHECKED, f"advertised {', '.join(advertised)}; the gateway's address is unknown: {why}")
+        return row(dc, check, NOT_CHECKED, f"advertised {', '.join(advertised)}; the gateway's address is unknown: {why}")
     if sorted(advertised) == sorted(current):
-        return dc.row(check, PASSED, f"advertised {', '.join(advertised)} = the gateway's address")
-    return dc.row(check, FAILED, f"stale: the federation secret advertises {', '.join(advertised) or 'nothing'}, "
+        return row(dc, check, PASSED, f"advertised {', '.join(advertised)} = the gateway's address")
+    return row(dc, check, FAILED, f"stale: the federation secret advertises {', '.join(advertised) or 'nothing'}, "
                                  f"the gateway is now at {', '.join(current)}; {_STALE_FIX}")
 
 
@@ -264,21 +209,21 @@ def secret_copy_row(dc: Datacenter, primary: Datacenter, primary_data: Optional[
     name = dc.cfg.federation_secret_name
     data = dc.secret_data(name)
     if data is None:
-        return dc.row(check, FAILED, f"no federation secret {dc.ns}/{name}: run up on {dc.stack} (after the primary)")
+        return row(dc, check, FAILED, f"no federation secret {dc.ns}/{name}: run up on {dc.stack} (after the primary)")
     if primary_data is None:
-        return dc.row(check, FAILED, f"the primary {primary.stack} has no federation secret to compare with: "
+        return row(dc, check, FAILED, f"the primary {primary.stack} has no federation secret to compare with: "
                                      f"run up on {primary.stack} first")
-    mine, theirs = data_digest(data), data_digest(primary_data)
+    mine, theirs = access.data_digest(data), access.data_digest(primary_data)
     if mine == theirs:
-        return dc.row(check, PASSED, f"sha256 {mine[:12]} = {primary.stack}'s")
+        return row(dc, check, PASSED, f"sha256 {mine[:12]} = {primary.stack}'s")
     try:
         copied, current = advertised_gateways(data), advertised_gateways(primary_data)
     except consul_status.ConsulOutputError:
         copied = current = []
     if copied != current:
-        return dc.row(check, FAILED, f"stale: its copy's primary_gateways are {', '.join(copied) or 'none'}, "
+        return row(dc, check, FAILED, f"stale: its copy's primary_gateways are {', '.join(copied) or 'none'}, "
                                      f"{primary.stack}'s are now {', '.join(current) or 'none'}; {_STALE_FIX}")
-    return dc.row(check, FAILED, f"differs from {primary.stack}'s (sha256 {mine[:12]} vs {theirs[:12]}): an older "
+    return row(dc, check, FAILED, f"differs from {primary.stack}'s (sha256 {mine[:12]} vs {theirs[:12]}): an older "
                                  f"copy or a hand edit; {_STALE_FIX}; after a hand edit (the state still "
                                  f"holds the primary's), pulumi up --refresh -s {dc.stack} writes it back; "
                                  f"then restart {dc.stack}'s servers "
@@ -297,55 +242,6 @@ def kubernetes_rows(dc: Datacenter, primary: Datacenter) -> list[Row]:
     return rows
 
 
-def consul_request(dc: Datacenter, method: str, path: str, query: list[tuple[str, str]], token: Optional[str],
-                   body: Optional[dict[str, Any]] = None) -> bytes:
-    """Consul's HTTP API on the server Service through the API server's service proxy."""
-    headers = {"Accept": "application/json", **({"X-Consul-Token": token} if token else {})}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    method, url, headers, body_out, _ = dc.api.param_serialize(
-        method, f"/api/v1/namespaces/{dc.ns}/services/https:{dc.name('server')}:8501/proxy{path}",
-        query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"])
-    response = dc.api.call_api(method, url, header_params=headers, body=body_out, _request_timeout=_TIMEOUT)
-    response.read()
-    if not 200 <= response.status <= 299:
-        raise ApiException(http_resp=response)
-    return response.data
-
-
-def consul_get(dc: Datacenter, path: str, query: list[tuple[str, str]], token: Optional[str]) -> bytes:
-    return consul_request(dc, "GET", path, query, token)
-
-
-def lost_answers(exc: ApiException) -> bool:
-    """Consul's error for a Serf query whose answers did not all arrive in time."""
-    return consul_answered(exc) and "reported success" in (exc.body or "")
-
-
-def keyring_get(dc: Datacenter, query: list[tuple[str, str]], token: Optional[str],
-                attempts: int = KEYRING_ATTEMPTS, pause: float = 3.0,
-                sleep: Callable[[float], None] = time.sleep) -> bytes:
-    """The keyring listing, asked again when Serf's answers did not all arrive in time ("WAN
-    error: 2/3 nodes reported success"): a lost packet, not yet a verdict."""
-    for _ in range(attempts - 1):
-        try:
-            return consul_get(dc, KEYRING_PATH, query, token)
-        except ApiException as exc:
-            if not lost_answers(exc):
-                raise
-        sleep(pause)
-    return consul_get(dc, KEYRING_PATH, query, token)
-
-
-def api_error_text(exc: ApiException) -> str:
-    """Status and reason, and the API server's own message when the body is a Status."""
-    try:
-        message = json.loads(exc.body or "").get("message", "")
-    except (ValueError, AttributeError):
-        message = ""
-    return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
-
-
 def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], token: Optional[str]) -> list[Row]:
     checks: list[tuple[str, str, list[tuple[str, str]], Callable[[bytes], tuple[bool, str]]]] = [
         ("WAN members alive", "/v1/agent/members", [("wan", "1")],
@@ -362,29 +258,29 @@ def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], tok
                        lambda body: consul_status.proxy_defaults_verdict(
                            consul_status.parse_proxy_defaults_mode(body), primary.cfg.mesh_gateway.mode)))
     if dc.cfg.gossip_encryption:  # this datacenter's LAN pool, through its own cluster
-        checks.append((GOSSIP_KEYRING, KEYRING_PATH, LOCAL_KEYRING_QUERY,
+        checks.append((GOSSIP_KEYRING, access.KEYRING_PATH, LOCAL_KEYRING_QUERY,
                        lambda body: consul_status.keyring_verdict(
-                           consul_status.parse_keyring(body), [dc.cfg.datacenter], gossip_secret_key(primary),
+                           consul_status.parse_keyring(body), [dc.cfg.datacenter], access.gossip_secret_key(primary),
                            wan=False)))
     rows = []
     for check, path, query, verdict in checks:
         try:
-            ok, detail = verdict(keyring_get(dc, query, token) if path == KEYRING_PATH
-                                 else consul_get(dc, path, query, token))
+            ok, detail = verdict(access.keyring_get(dc, query, token) if path == access.KEYRING_PATH
+                                 else access.consul_get(dc, path, query, token))
         except ApiException as exc:
-            if exc.status == 404 and check == PROXY_DEFAULTS_REPLICATED and consul_answered(exc):
-                rows.append(dc.row(check, FAILED, "Consul has no proxy-defaults global here: not "
+            if exc.status == 404 and check == PROXY_DEFAULTS_REPLICATED and access.consul_answered(exc):
+                rows.append(row(dc, check, FAILED, "Consul has no proxy-defaults global here: not "
                                                   "replicated from the primary (yet)", CONSUL))
                 continue
-            if consul_answered(exc):  # Consul's own error (no leader, a datacenter out of reach)
-                rows.append(dc.row(check, FAILED, f"Consul answered {consul_error(exc)}", CONSUL))
+            if access.consul_answered(exc):  # Consul's own error (no leader, a datacenter out of reach)
+                rows.append(row(dc, check, FAILED, f"Consul answered {access.consul_error(exc)}", CONSUL))
                 continue
-            rows.append(dc.row(check, NOT_CHECKED, _unchecked(exc), CONSUL))
+            rows.append(row(dc, check, NOT_CHECKED, _unchecked(exc), CONSUL))
             continue
-        except (consul_status.ConsulOutputError, *NETWORK_ERRORS) as exc:
-            rows.append(dc.row(check, NOT_CHECKED, _unchecked(exc), CONSUL))
+        except (consul_status.ConsulOutputError, *access.NETWORK_ERRORS) as exc:
+            rows.append(row(dc, check, NOT_CHECKED, _unchecked(exc), CONSUL))
             continue
-        rows.append(dc.row(check, PASSED if ok else FAILED, detail, CONSUL))
+        rows.append(row(dc, check, PASSED if ok else FAILED, detail, CONSUL))
     others = [name for name in datacenters if name != dc.cfg.datacenter]
     if others:
         rows.append(rpc_row(dc, others, token))
@@ -395,20 +291,10 @@ def _unchecked(exc: Exception) -> str:
     """Why a Consul row could not be checked: the service proxy's error, an answer not in
     Consul's format, or no answer."""
     if isinstance(exc, ApiException):
-        return f"Consul not reachable through the API server's service proxy ({api_error_text(exc)})"
+        return f"Consul not reachable through the API server's service proxy ({access.api_error_text(exc)})"
     if isinstance(exc, consul_status.ConsulOutputError):
         return f"could not read Consul's answer: {exc}"
     return f"Consul not reachable: {exc.__class__.__name__}"
-
-
-def consul_text(exc: ApiException) -> str:
-    """The text of an error Consul itself answered (plain text, on one line)."""
-    return " ".join((exc.body or "").split())[:240] or f"HTTP {exc.status}"
-
-
-def consul_error(exc: ApiException) -> str:
-    """The status and text of an error Consul itself answered."""
-    return f"{exc.status}: {consul_text(exc)}" if (exc.body or "").strip() else consul_text(exc)
 
 
 def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
@@ -419,44 +305,26 @@ def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
     errors: dict[str, str] = {}
     for other in others:
         try:
-            leaders[other] = consul_status.parse_leader(consul_get(dc, "/v1/status/leader", [("dc", other)], token))
+            leaders[other] = consul_status.parse_leader(access.consul_get(dc, "/v1/status/leader", [("dc", other)], token))
         except ApiException as exc:
-            if not consul_answered(exc):
-                return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
-            errors[other] = consul_text(exc)
+            if not access.consul_answered(exc):
+                return row(dc, RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
+            errors[other] = access.consul_text(exc)
         except consul_status.ConsulOutputError as exc:
-            return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
-        except NETWORK_ERRORS as exc:
-            return dc.row(RPC_TO_EVERY_DATACENTER, NOT_CHECKED,
-                          f"{_unchecked(exc)} asking for the leader of {other} (no answer within {_TIMEOUT} s: "
+            return row(dc, RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
+        except access.NETWORK_ERRORS as exc:
+            return row(dc, RPC_TO_EVERY_DATACENTER, NOT_CHECKED,
+                          f"{_unchecked(exc)} asking for the leader of {other} (no answer within {access.TIMEOUT} s: "
                           "an RPC that hangs in a gateway path ends so too)", CONSUL)
     ok, detail = consul_status.rpc_verdict(leaders, errors)
-    return dc.row(RPC_TO_EVERY_DATACENTER, PASSED if ok else FAILED, detail, CONSUL)
+    return row(dc, RPC_TO_EVERY_DATACENTER, PASSED if ok else FAILED, detail, CONSUL)
 
 
-
-
-def gossip_secret_key(primary: Datacenter) -> Optional[str]:
-    """The key in the primary's gossip Secret (None when it has none), never printed."""
-    data = primary.secret_data(primary.cfg.gossip_secret_name) or {}
-    if GOSSIP_SECRET_KEY not in data:
-        return None
-    return base64.b64decode(data[GOSSIP_SECRET_KEY]).decode()
-
-
-def bootstrap_token(primary: Datacenter) -> tuple[Optional[str], str]:
-    """The primary's bootstrap ACL token (global, so valid in every datacenter), never printed."""
-    if not primary.cfg.acls:
-        return None, ""
-    data = primary.secret_data(primary.name("bootstrap-acl-token"))
-    if not data or "token" not in data:
-        return None, f"no bootstrap ACL token in {primary.ns}/{primary.name('bootstrap-acl-token')}"
-    return base64.b64decode(data["token"]).decode(), ""
 
 
 def _unreachable(dc: Datacenter, exc: Exception) -> list[Row]:
     reason = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else exc.__class__.__name__
-    return [dc.row("Kubernetes API", NOT_CHECKED, f"cannot read the cluster of context {dc.cfg.kube_context}: {reason}")]
+    return [row(dc, "Kubernetes API", NOT_CHECKED, f"cannot read the cluster of context {dc.cfg.kube_context}: {reason}")]
 
 
 def collect(p: Plan, runner: Runner, kubernetes_only: bool,
@@ -468,7 +336,7 @@ def collect(p: Plan, runner: Runner, kubernetes_only: bool,
     rows: list[Row] = []
     for name in names:
         try:
-            dcs[name] = Datacenter(name, load_config(runner, name))
+            dcs[name] = Datacenter(name, access.load_config(runner, name))
         except auto.errors.StackNotFoundError:
             rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED,
                             f"stack {name} does not exist in the backend: run up"))
@@ -489,13 +357,13 @@ def collect(p: Plan, runner: Runner, kubernetes_only: bool,
             continue
         try:
             rows += kubernetes_rows(dc, primary)
-        except (ApiException, *NETWORK_ERRORS) as exc:
+        except (ApiException, *access.NETWORK_ERRORS) as exc:
             rows += _unreachable(dc, exc)
             continue
         if kubernetes_only:
-            rows += [dc.row(check, NOT_CHECKED, "--kubernetes-only", CONSUL) for check in _consul_checks(dc, primary, datacenters)]
+            rows += [row(dc, check, NOT_CHECKED, "--kubernetes-only", CONSUL) for check in _consul_checks(dc, primary, datacenters)]
         elif no_token:
-            rows += [dc.row(check, NOT_CHECKED, no_token, CONSUL) for check in _consul_checks(dc, primary, datacenters)]
+            rows += [row(dc, check, NOT_CHECKED, no_token, CONSUL) for check in _consul_checks(dc, primary, datacenters)]
         else:
             rows += consul_rows(dc, primary, datacenters, token)
     return rows
@@ -503,8 +371,8 @@ def collect(p: Plan, runner: Runner, kubernetes_only: bool,
 
 def _token_or_reason(primary: Datacenter) -> tuple[Optional[str], str]:
     try:
-        return bootstrap_token(primary)
-    except (ApiException, *NETWORK_ERRORS) as exc:
+        return access.bootstrap_token(primary)
+    except (ApiException, *access.NETWORK_ERRORS) as exc:
         return None, f"cannot read the bootstrap ACL token: {exc.__class__.__name__}"
 
 
@@ -519,15 +387,6 @@ def _consul_checks(dc: Datacenter, primary: Datacenter, datacenters: list[str]) 
     if [name for name in datacenters if name != dc.cfg.datacenter]:
         checks.append(RPC_TO_EVERY_DATACENTER)
     return checks
-
-
-def consul_answered(exc: ApiException) -> bool:
-    """A 404 from Consul itself (its body is plain text), not the API server's Status JSON."""
-    try:
-        json.loads(exc.body or "")
-    except ValueError:
-        return True
-    return False
 
 
 def table(rows: list[Row]) -> str:

@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from components.config import parse_config
-from federation import verify as v
+from federation import cluster_access as access, verify as v
 
 pytestmark = pytest.mark.unit
 
@@ -75,11 +75,11 @@ def test_gateway_addresses_unknown_say_why():
 
 def test_digest_ignores_key_order_and_sees_any_change():
     a = federation_secret(["127.0.1.1:443"], caKey="a2V5")
-    assert v.data_digest(a) == v.data_digest(dict(reversed(list(a.items()))))
-    assert v.data_digest(a) != v.data_digest({**a, "caKey": "b3RoZXI="})
+    assert access.data_digest(a) == access.data_digest(dict(reversed(list(a.items()))))
+    assert access.data_digest(a) != access.data_digest({**a, "caKey": "b3RoZXI="})
 
 
-class FakeDatacenter(v.Datacenter):
+class FakeDatacenter(access.Datacenter):
     """A Datacenter whose API answers are given, not fetched."""
 
     def __init__(self, config, secrets=None, proxy_defaults=None, stack=None):
@@ -239,7 +239,7 @@ def test_rpc_row_asks_every_other_datacenter_and_names_the_ones_consul_cannot_re
             raise answer
         return answer
 
-    monkeypatch.setattr(v, "consul_get", consul_get)
+    monkeypatch.setattr(access, "consul_get", consul_get)
     dc1 = FakeDatacenter(cfg())
     row = v.rpc_row(dc1, ["dc2", "dc3", "dc4"], "t0ken")
     assert asked == [("dc1", "/v1/status/leader", [("dc", other)], "t0ken") for other in ("dc2", "dc3", "dc4")]
@@ -279,7 +279,7 @@ def test_consul_rows_ask_consul_what_the_rows_say(monkeypatch):
             return b"[]"
         return (fixtures / bodies[path]).read_bytes()
 
-    monkeypatch.setattr(v, "consul_get", consul_get)
+    monkeypatch.setattr(access, "consul_get", consul_get)
     primary, secondary = FakeDatacenter(cfg()), FakeDatacenter(cfg("secondary"))
     rows = v.consul_rows(secondary, primary, ["dc1", "dc2"], "t0ken")
     assert asked == [("/v1/agent/members", [("wan", "1")], "t0ken"), ("/v1/catalog/datacenters", [], "t0ken"),
@@ -307,7 +307,7 @@ def test_each_datacenters_keyring_row_asks_its_own_lan_pool_and_compares_it_with
                 "/v1/agent/members": b"[]", "/v1/status/leader": b'"10.244.2.6:8300"', "/v1/acl/replication": b"{}",
                 "/v1/config/proxy-defaults/global": b"{}"}[path]
 
-    monkeypatch.setattr(v, "consul_get", consul_get)
+    monkeypatch.setattr(access, "consul_get", consul_get)
     secret = {"consul-gossip-encryption-key": {"key": base64.b64encode(key.encode()).decode()}}
     primary = FakeDatacenter(cfg(), secrets=secret)
     secondary = FakeDatacenter(cfg("secondary"), stack="dc2")
@@ -341,7 +341,7 @@ def test_an_error_consul_itself_answers_fails_the_row_with_its_words(monkeypatch
             raise answer
         return answer
 
-    monkeypatch.setattr(v, "consul_get", consul_get)
+    monkeypatch.setattr(access, "consul_get", consul_get)
     primary = FakeDatacenter(cfg(), secrets={"consul-gossip-encryption-key": {"key": "a2V5"}})
     row = {r.check: r for r in v.consul_rows(primary, primary, ["dc1"], "t0ken")}[v.GOSSIP_KEYRING]
     assert (row.status, row.detail) == (
@@ -365,14 +365,14 @@ def test_a_keyring_listing_whose_answers_got_lost_is_asked_again_and_nothing_els
             raise answer
         return answer
 
-    monkeypatch.setattr(v, "consul_get", consul_get)
+    monkeypatch.setattr(access, "consul_get", consul_get)
     dc1 = FakeDatacenter(cfg())
-    assert v.keyring_get(dc1, v.KEYRING_QUERY, "t0ken", sleep=slept.append) == b"[]"
+    assert access.keyring_get(dc1, access.KEYRING_QUERY, "t0ken", sleep=slept.append) == b"[]"
     assert asked == [("/v1/operator/keyring", [("relay-factor", "2")])] * 3 and slept == [3.0, 3.0]
     answers[:] = [lost, lost, lost]
     with pytest.raises(ApiException):
-        v.keyring_get(dc1, v.KEYRING_QUERY, "t0ken", sleep=slept.append)
+        access.keyring_get(dc1, access.KEYRING_QUERY, "t0ken", sleep=slept.append)
     answers[:] = [denied, b"[]"]
     with pytest.raises(ApiException) as raised:
-        v.keyring_get(dc1, v.KEYRING_QUERY, "t0ken", sleep=slept.append)
+        access.keyring_get(dc1, access.KEYRING_QUERY, "t0ken", sleep=slept.append)
     assert raised.value is denied

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from components.config import parse_config
-from federation import stack_plan, verify as v
+from federation import cluster_access as access, stack_plan, verify as v
 
 pytestmark = pytest.mark.unit
 
@@ -123,8 +123,8 @@ def federation(tmp_path, monkeypatch):
                "gossipEncryption": False}
         if role == "secondary":
             raw["primaryStack"] = "organization/consul-federation/dc1"
-        made[dc] = v.Datacenter(dc, parse_config(raw))
-    monkeypatch.setattr(v, "_TIMEOUT", 0.3)
+        made[dc] = access.Datacenter(dc, parse_config(raw))
+    monkeypatch.setattr(access, "TIMEOUT", 0.3)
     yield made
     for server in servers.values():
         server.shutdown()
@@ -181,7 +181,7 @@ def test_a_proxy_error_is_not_blamed_on_consul(federation):
     """The API server's own 404 (a Service that does not exist: another globalName) is "not
     checked", never a Consul verdict."""
     dc1 = federation["dc1"]
-    other = v.Datacenter("dc1", parse_config({"role": "primary", "datacenter": "dc1", "kubeContext": "ctx-dc1",
+    other = access.Datacenter("dc1", parse_config({"role": "primary", "datacenter": "dc1", "kubeContext": "ctx-dc1",
                                               "kubeconfig": dc1.cfg.kubeconfig, "globalName": "other",
                                               "gossipEncryption": False}))
     rows = v.consul_rows(other, other, ["dc1", "dc2"], TOKEN)
@@ -200,16 +200,16 @@ def test_an_answer_not_in_consuls_format_is_not_checked(federation):
 
 def test_the_bootstrap_token_comes_from_the_primarys_secret_or_the_rows_say_why_not(federation):
     dc1 = federation["dc1"]
-    assert v.bootstrap_token(dc1) == (None, "no bootstrap ACL token in consul/consul-bootstrap-acl-token")
+    assert access.bootstrap_token(dc1) == (None, "no bootstrap ACL token in consul/consul-bootstrap-acl-token")
     Consul.secrets = {"consul-bootstrap-acl-token": {"token": base64.b64encode(TOKEN.encode()).decode()}}
-    assert v.bootstrap_token(dc1) == (TOKEN, "")
+    assert access.bootstrap_token(dc1) == (TOKEN, "")
 
 
 def test_without_the_bootstrap_token_every_consul_row_says_so(federation, monkeypatch):
     """collect() over both datacenters (stack settings given, clusters over HTTP): no token, no
     Consul request, and no Consul row passes."""
     configs = {name: dc.cfg for name, dc in federation.items()}
-    monkeypatch.setattr(v, "load_config", lambda runner, name: configs[name])
+    monkeypatch.setattr(access, "load_config", lambda runner, name: configs[name])
     plan = stack_plan.Plan("consul-federation", "dc1", ("dc2",), frozenset({"dc1", "dc2"}))
     rows = [r for r in v.collect(plan, runner=None, kubernetes_only=False) if r.source == v.CONSUL]
     assert rows and {(r.status, r.detail) for r in rows} == {
