@@ -24,6 +24,30 @@ class StackFileError(Exception):
     """A stack file that cannot be read as YAML stack configuration."""
 
 
+class _PulumiYaml(yaml.SafeLoader):
+    """YAML as the pulumi CLI reads a stack file (Go's yaml.v3), where it matters for settings:
+    only true and false are booleans (YAML 1.1's yes, no, on and off stay text, so ``acls: yes``
+    is refused by the program under the CLI and here alike), and a key given twice is an error
+    (the CLI refuses the whole file: "mapping key ... already defined")."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"mapping key {key!r} already defined at line {seen[key] + 1}", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_PulumiYaml.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_PulumiYaml.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                  list("tTfF"))
+
+
 @dataclass(frozen=True)
 class StackFile:
     """One stack's ``consul-federation:*`` settings (prefix removed)."""
@@ -77,7 +101,7 @@ def read_stack(project_dir: str, name: str) -> StackFile:
     path = stack_file(project_dir, name)
     with open(path, encoding="utf-8") as handle:
         try:
-            document = yaml.safe_load(handle) or {}
+            document = yaml.load(handle, Loader=_PulumiYaml) or {}
         except yaml.YAMLError as exc:
             raise StackFileError(f"{os.path.basename(path)} is not valid YAML: {exc}") from exc
     config = document.get("config") if isinstance(document, dict) else None

@@ -198,6 +198,36 @@ def test_stack_files_read_as_pulumi_config(tmp_path):
         stacks.read_stack(str(tmp_path), "dc3")
 
 
+def test_stack_files_follow_the_pulumi_clis_yaml_rules(tmp_path):
+    """As the CLI reads a stack file (checked with pulumi 3.260: `pulumi config --json`): only
+    true and false are booleans, so `acls: yes` is the text "yes", which the program refuses
+    under the CLI and so does the diff; a key given twice fails the whole file."""
+    from components.config import ConfigError, parse_config
+
+    (tmp_path / "Pulumi.dc1.yaml").write_text(
+        "config:\n"
+        "  consul-federation:role: primary\n"
+        "  consul-federation:datacenter: dc1\n"
+        "  consul-federation:kubeContext: kind-dc1\n"
+        "  consul-federation:acls: yes\n"
+        "  consul-federation:gossipEncryption: True\n"
+        "  consul-federation:helmValues:\n"
+        "    ui:\n"
+        "      enabled: on\n")
+    (tmp_path / "Pulumi.dc2.yaml").write_text(
+        "config:\n  consul-federation:datacenter: dc2\n  consul-federation:datacenter: dc3\n")
+    raw = stacks.read_stack(str(tmp_path), "dc1").raw
+    assert (raw["acls"], raw["gossipEncryption"], raw["helmValues"]) == ("yes", "true", {"ui": {"enabled": "on"}})
+    with pytest.raises(ConfigError) as refused:
+        parse_config(raw)
+    assert refused.value.errors == [
+        "consul-federation:acls: 'yes' is not valid; expected true or false"]
+    with pytest.raises(stacks.StackFileError,
+                       match="Pulumi.dc2.yaml is not valid YAML: mapping key 'consul-federation:datacenter' "
+                             "already defined at line 2"):
+        stacks.read_stack(str(tmp_path), "dc2")
+
+
 def test_chart_sources_in_order(tmp_path, monkeypatch):
     """A stack's chartPath, then --chart, then chart_source's rule (its own tests:
     test_chart_source.py), whose errors become the diff's."""
