@@ -22,6 +22,8 @@ COMMANDS = {
     "rotate-gossip-key": ("gossip_rotation", None, "a new gossip key in every datacenter, in Consul's order; run "
                                                    "again to finish an interrupted rotation (exit 0 rotated, 1 "
                                                    "stopped, 2 refused)"),
+    "validate": ("validate", None, "check every stack file offline, as pulumi preview would (no backend, no cluster; "
+                                   "exit 0 valid, 1 not, 2 refused)"),
     "verify": ("verify", None, "check the federation per datacenter (exit 0 only when everything checked holds)"),
 }
 
