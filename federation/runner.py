@@ -40,15 +40,19 @@ class Outcome:
 
 def error_summary(lines: list[str], fallback: str) -> str:
     """The engine's own error lines (from the first ``error:`` to the next blank line), which
-    name the resource and the cause; else the end of the command's output."""
+    name the resource and the cause; else the end of the command's output. Every ``- `` line is
+    kept (a ConfigError lists each problem so); other lines past _ERROR_LINES are cut, and the
+    cut counted, so that a traceback cannot bury the summary."""
     for index, line in enumerate(lines):
         if line.strip().startswith("error:"):
             block = []
-            for follow in lines[index:index + _ERROR_LINES]:
+            for follow in lines[index:]:
                 if not follow.strip():
                     break
                 block.append(follow.strip())
-            return "\n".join(block)
+            kept = [line for number, line in enumerate(block) if number < _ERROR_LINES or line.startswith("- ")]
+            cut = len(block) - len(kept)
+            return "\n".join(kept + ([f"({cut} more lines in the engine's output above)"] if cut else []))
     tail = [line.strip() for line in fallback.splitlines() if line.strip()]
     return "\n".join(tail[-5:]) or "no output"
 

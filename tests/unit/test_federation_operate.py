@@ -186,6 +186,20 @@ def test_the_error_named_is_the_engine_diagnostic():
         "code: 255\nstdout:\nstderr: no stack named dc2"
 
 
+def test_the_error_summary_keeps_every_configuration_problem_and_counts_what_it_cuts():
+    """A ConfigError lists each problem on a `  - ` line: all 15 are kept (12 lines were the
+    limit, and the last problems were lost); other lines past the limit are cut, and counted."""
+    problems = [f"consul-federation:key{i}: problem {i}" for i in range(1, 16)]
+    lines = ["Diagnostics:", "  pulumi:pulumi:Stack (consul-federation-dc1):",
+             "    error: 15 configuration error(s); fix them in the stack's Pulumi.<stack>.yaml and run "
+             "again (nothing was changed):"] + [f"      - {p}" for p in problems] + ["", "Resources:"]
+    summary = stack_runner.error_summary(lines, "ignored").splitlines()
+    assert summary[1:] == [f"- {p}" for p in problems]
+    traceback = ["error: Program failed", *(f"  File line {i}" for i in range(20)), ""]
+    assert stack_runner.error_summary(traceback, "ignored").splitlines()[-2:] == [
+        "File line 10", "(9 more lines in the engine's output above)"]
+
+
 ENGINE = Path(__file__).parent.parent / "fixtures" / "engine"
 
 
