@@ -42,7 +42,7 @@ from components.settings import DatacenterConfig
 
 from . import cli, cluster_access as access, consul_status
 from .cluster_access import Datacenter
-from .runner import Runner
+from .runner import Runner, cli_error
 from .stack_plan import Plan
 
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
@@ -339,8 +339,10 @@ def collect(p: Plan, runner: Runner, kubernetes_only: bool,
             dcs[name] = Datacenter(name, access.load_config(runner, name))
         except auto.errors.StackNotFoundError:
             rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED,
-                            f"stack {name} does not exist in the backend: run up"))
-        except (ConfigError, auto.errors.CommandError, kube_config.ConfigException, ValueError) as exc:
+                            f"stack {name} does not exist in the backend yet: python -m federation up creates it"))
+        except auto.errors.CommandError as exc:
+            rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED, cli_error(exc)[:400]))
+        except (ConfigError, kube_config.ConfigException, ValueError) as exc:
             rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED, str(exc).strip()[:400]))
     rows = [r for r in rows if r.stack in p.selected]
     primary = dcs.get(p.primary)

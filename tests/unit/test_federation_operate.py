@@ -302,6 +302,46 @@ def test_a_stack_missing_from_the_backend_fails_except_for_destroy():
     assert (outcome.ok, outcome.note) == (True, "not in the backend: nothing to destroy")
 
 
+def test_preview_of_a_stack_not_in_the_backend_says_what_creates_it(monkeypatch):
+    """Not "run up first" alone: what is missing (the stack, in which backend) and both ways to
+    create it."""
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "file:///srv/state")
+    runner = stack_runner.Runner(".", out=io.StringIO())
+
+    def missing(name, create):
+        raise auto.errors.StackNotFoundError(auto.CommandResult("", "no stack named 'dc1' found", 255))
+
+    runner.stack = missing
+    assert runner.run("dc1", stack_runner.PREVIEW).error == (
+        "stack dc1 does not exist in the backend (file:///srv/state) yet: python -m federation up creates it "
+        "(or pulumi stack init dc1)")
+
+
+NOT_LOGGED_IN = auto.CommandResult(
+    "", "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions", 3)
+NO_BACKEND_TEXT = ("no Pulumi backend: PULUMI_BACKEND_URL is not set and the pulumi CLI is not logged in. "
+                   "Set PULUMI_BACKEND_URL (file://<directory>, s3://<bucket>, ...) or run pulumi login --local "
+                   "(state in ~/.pulumi), set PULUMI_CONFIG_PASSPHRASE (the same for every stack), then run again")
+
+
+def test_no_backend_is_named_with_the_fix_not_the_clis_raw_output(tmp_path, monkeypatch, capsys):
+    """The CLI, run non-interactively with no backend, names only PULUMI_ACCESS_TOKEN (Pulumi
+    Cloud): a stack's outcome and a command that fails before any stage (destroy's
+    `pulumi stack ls`, which was a traceback) say PULUMI_BACKEND_URL / pulumi login --local."""
+    runner = stack_runner.Runner(".", out=io.StringIO())
+
+    def not_logged_in(*args, **kwargs):
+        raise auto.errors.CommandError(NOT_LOGGED_IN)
+
+    runner.stack = not_logged_in
+    assert runner.run("dc1", stack_runner.PREVIEW).error == NO_BACKEND_TEXT
+    runner.resource_counts = not_logged_in
+    monkeypatch.setattr(operate, "Runner", lambda project_dir: runner)
+    directory = project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2")})
+    assert cli.main(["destroy", "--project-dir", str(directory)]) == 1
+    assert capsys.readouterr().err == f"federation destroy: {NO_BACKEND_TEXT}\n"
+
+
 class PlayedAutomationStack:
     """Stack.preview and Stack.destroy of the Automation API: they hand each recorded event to
     on_event, then fail as the CLI would."""

@@ -376,3 +376,26 @@ def test_a_keyring_listing_whose_answers_got_lost_is_asked_again_and_nothing_els
     with pytest.raises(ApiException) as raised:
         access.keyring_get(dc1, access.KEYRING_QUERY, "t0ken", sleep=slept.append)
     assert raised.value is denied
+
+
+def test_a_stack_that_cannot_be_read_says_why_and_what_to_do(monkeypatch):
+    """No backend: PULUMI_BACKEND_URL / pulumi login --local, not the CLI's output; a stack not
+    in the backend: what creates it."""
+    from pulumi import automation as auto
+
+    from federation import runner as stack_runner
+    from federation.stack_plan import Plan
+
+    def load_config(runner, name):
+        if name == "dc1":
+            raise auto.errors.CommandError(auto.CommandResult(
+                "", "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions", 3))
+        raise auto.errors.StackNotFoundError(auto.CommandResult("", "no stack named 'dc2' found", 255))
+
+    monkeypatch.setattr(access, "load_config", load_config)
+    plan = Plan("consul-federation", "dc1", ("dc2",), frozenset({"dc1", "dc2"}))
+    rows = v.collect(plan, None, kubernetes_only=True)
+    assert [(r.stack, r.status, r.detail) for r in rows] == [
+        ("dc1", v.FAILED, stack_runner.NO_BACKEND),
+        ("dc2", v.FAILED, "stack dc2 does not exist in the backend yet: python -m federation up creates it")]
+    assert "PULUMI_BACKEND_URL" in stack_runner.NO_BACKEND and "pulumi login --local" in stack_runner.NO_BACKEND
