@@ -246,3 +246,18 @@ def test_affected_runs_where_only_pyyaml_is_installed():
     refused = subprocess.run([sys.executable, "-c", blocker, "verify", "--help"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "No module named" in refused.stderr  # the blocker works
+
+
+def test_a_base_that_names_no_commit_says_so(tmp_path, capsys):
+    """git rev-parse --quiet says nothing: the message was 'git rev-parse ...: ' and no reason."""
+    import subprocess
+
+    from federation import __main__ as main
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    code = main.main(["diff", "--base", "nosuch", "--repo", str(tmp_path), "--helm", "/bin/true"])
+    root = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--show-toplevel"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert (code, capsys.readouterr().err) == (1, (
+        f"federation diff: 'nosuch' names no commit in {root}: give a branch, tag or commit that exists "
+        "there (git fetch first if only a remote has it)\n"))
