@@ -120,7 +120,7 @@ def _notes(stack: StackDiff) -> list[str]:
 
 def text(result: Result) -> str:
     lines = [f"Consul chart objects: {result.base_label} -> {result.head_label}", ""]
-    lines += [f"error: {e}" for e in result.errors]
+    lines += [f"{'error: ' if n == 0 else '  '}{line}" for e in result.errors for n, line in enumerate(e.splitlines())]
     for stack in result.stacks:
         notes = _notes(stack)
         lines.append(f"{stack.name}: {_summary(stack)}" + (f"  [{'; '.join(notes)}]" if notes else ""))

@@ -261,3 +261,34 @@ def test_a_base_that_names_no_commit_says_so(tmp_path, capsys):
     assert (code, capsys.readouterr().err) == (1, (
         f"federation diff: 'nosuch' names no commit in {root}: give a branch, tag or commit that exists "
         "there (git fetch first if only a remote has it)\n"))
+
+
+def test_a_chart_that_cannot_be_fetched_is_one_error_with_the_fix(tmp_path, monkeypatch, capsys):
+    """Offline: the helm error once (it was printed for each stack and side, four times here),
+    with the way out (--chart VERSION=DIR); the stacks point at it. One pull per chart."""
+    from components.settings import DEFAULT_CHART_VERSION as v
+    from federation import __main__ as main, chart_source
+
+    pulls = tmp_path / "pulls"
+    helm = tmp_path / "helm"
+    helm.write_text(f"#!/bin/sh\necho pull >> {pulls}\n"
+                    "echo 'Error: looks like \"https://helm.releases.hashicorp.com\" is not a valid chart "
+                    "repository or cannot be reached' >&2\nexit 1\n")
+    helm.chmod(0o755)
+    monkeypatch.setenv("CONSUL_FEDERATION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(chart_source.variable(v), raising=False)
+    monkeypatch.setattr(chart_source, "SHARED_CHARTS", str(tmp_path / "no-shared"))
+    assert main.main(["diff", "--base", "HEAD", "--repo", ROOT, "--helm", str(helm), "--stacks", "dc1", "dc2"]) == 1
+    assert capsys.readouterr().out.splitlines()[2:] == [
+        f"error: no Consul chart {v}: helm pull consul {v} from https://helm.releases.hashicorp.com: Error: "
+        "looks like \"https://helm.releases.hashicorp.com\" is not a valid chart repository or cannot be reached",
+        f"  to render without the network, pass --chart {v}=DIR, DIR holding chart {v} (its Chart.yaml; "
+        f"consul-{v}.tgz unpacked)",
+        "dc1: error",
+        f"  base: no chart {v} (the error above)",
+        f"  working tree: no chart {v} (the error above)",
+        "dc2: error",
+        f"  base: no chart {v} (the error above)",
+        f"  working tree: no chart {v} (the error above)",
+    ]
+    assert pulls.read_text() == "pull\n"
