@@ -367,3 +367,18 @@ def test_preview_and_destroy_name_the_engines_errors_from_its_events(operation):
     outcome = runner.run("dc2", operation)
     assert (outcome.ok, outcome.error) == (
         False, "the program: ValueError: consul-federation:datacenter 'dc 1' is not a valid name")
+
+
+def test_the_top_level_help_is_for_users_and_says_what_each_command_needs(capsys):
+    """It showed the package's developer docstring, which said no command needs a backend or a
+    cluster."""
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "What the commands need:\n  up, preview, destroy, verify, rotate-gossip-key\n" \
+           "      the Pulumi backend (PULUMI_BACKEND_URL, or pulumi login --local), the stacks'\n" \
+           "      PULUMI_CONFIG_PASSPHRASE, the pulumi CLI on PATH, and each stack's cluster (its\n" \
+           "      kubeContext in the kubeconfig)\n" in out
+    assert "  diff\n      git and helm, and the charts (fetched, or --chart VERSION=DIR offline); no backend,\n" \
+           "      no cluster\n  affected\n      git only\n" in out
+    assert "``" not in out and "no command needs" not in out
