@@ -292,3 +292,14 @@ def test_a_chart_that_cannot_be_fetched_is_one_error_with_the_fix(tmp_path, monk
         f"  working tree: no chart {v} (the error above)",
     ]
     assert pulls.read_text() == "pull\n"
+
+
+def test_an_errors_further_lines_continue_it_in_both_reports():
+    """The missing chart's fix is its second line: indented in the text, quoted (not another
+    "Error:") in the Markdown."""
+    result = diff_result.Result("base", "head", [], errors=["no Consul chart 2.0.3: offline\nto render without "
+                                                             "the network, pass --chart 2.0.3=DIR"])
+    assert report.text(result).splitlines()[2:] == [
+        "error: no Consul chart 2.0.3: offline", "  to render without the network, pass --chart 2.0.3=DIR"]
+    assert "> **Error:** no Consul chart 2.0.3: offline\n> to render without the network, pass --chart 2.0.3=DIR\n" \
+        in report.markdown(result)
