@@ -23,7 +23,6 @@ from pulumi import automation as auto
 from . import engine_events
 from .recovery import InterruptedCreates, refresh_if_pending, stack_cli
 
-_ERROR_LINES = 12
 # What the pulumi CLI says when it has no backend (no PULUMI_BACKEND_URL, never logged in) and
 # cannot ask: the Automation API runs it non-interactively.
 _NOT_LOGGED_IN = "PULUMI_ACCESS_TOKEN must be set"
@@ -46,9 +45,8 @@ class Outcome:
 
 def error_summary(lines: list[str], fallback: str) -> str:
     """The engine's own error lines (from the first ``error:`` to the next blank line), which
-    name the resource and the cause; else the end of the command's output. Every ``- `` line is
-    kept (a ConfigError lists each problem so); other lines past _ERROR_LINES are cut, and the
-    cut counted, so that a traceback cannot bury the summary."""
+    name the resource and the cause, cut as engine_events cuts a diagnostic (every problem line
+    kept); else the end of the command's output."""
     for index, line in enumerate(lines):
         if line.strip().startswith("error:"):
             block = []
@@ -56,9 +54,7 @@ def error_summary(lines: list[str], fallback: str) -> str:
                 if not follow.strip():
                     break
                 block.append(follow.strip())
-            kept = [line for number, line in enumerate(block) if number < _ERROR_LINES or line.startswith("- ")]
-            cut = len(block) - len(kept)
-            return "\n".join(kept + ([f"({cut} more lines in the engine's output above)"] if cut else []))
+            return "\n".join(engine_events.cut(block))
     tail = [line.strip() for line in fallback.splitlines() if line.strip()]
     return "\n".join(tail[-5:]) or "no output"
 

@@ -195,6 +195,11 @@ def test_the_error_summary_keeps_every_configuration_problem_and_counts_what_it_
              "again (nothing was changed):"] + [f"      - {p}" for p in problems] + ["", "Resources:"]
     summary = stack_runner.error_summary(lines, "ignored").splitlines()
     assert summary[1:] == [f"- {p}" for p in problems]
+    # the same rule where preview, up and destroy take the error: the engine's diagnostic event
+    message = "\n".join(lines[2:-2]).replace("    error: ", "") + "\n"
+    diagnostic = auto.DiagnosticEvent(message=message, color="never", severity="error")
+    [error] = engine_events.summarize([auto.EngineEvent(sequence=1, timestamp=0, diagnostic_event=diagnostic)]).errors
+    assert error.splitlines()[1:] == [f"        - {p}" for p in problems]
     traceback = ["error: Program failed", *(f"  File line {i}" for i in range(20)), ""]
     assert stack_runner.error_summary(traceback, "ignored").splitlines()[-2:] == [
         "File line 10", "(9 more lines in the engine's output above)"]
