@@ -1,5 +1,7 @@
-"""Commands over every stack of this project at once: ``python -m federation <command>``.
+"""The operator commands over every stack of this project: ``python -m federation <command>``
+(``__main__.py`` dispatches, one module per command).
 
-One module per command (``diff``, ``affected``); ``stacks`` reads stack files and ``revision``
-reads git, so that no command needs a Pulumi backend or a cluster to know what the stacks are.
+``stacks`` reads stack files and ``revision`` reads git: ``diff`` and ``affected`` need no Pulumi
+backend and no cluster. ``up``, ``preview``, ``destroy``, ``verify`` and ``rotate-gossip-key`` run
+the pulumi CLI against the backend and reach each stack's cluster.
 """

@@ -7,8 +7,6 @@ import sys
 
 import importlib
 
-import federation
-
 # name: (module, attribute of the command in it or None for the module itself, help). A command's
 # module is imported only when that command runs: `affected` runs in the pull request workflow
 # with PyYAML alone, and the others import pulumi, kubernetes and the program.
@@ -28,6 +26,25 @@ COMMANDS = {
 }
 
 
+DESCRIPTION = """\
+Operate the Consul federation of this project's stacks (its Pulumi.<stack>.yaml files: one
+primary datacenter and its secondaries), all at once and in the right order.
+
+What the commands need:
+  up, preview, destroy, verify, rotate-gossip-key
+      the Pulumi backend (PULUMI_BACKEND_URL, or pulumi login --local), the stacks'
+      PULUMI_CONFIG_PASSPHRASE, the pulumi CLI on PATH, and each stack's cluster (its
+      kubeContext in the kubeconfig)
+  diff
+      git and helm, and the charts (fetched, or --chart VERSION=DIR offline); no backend,
+      no cluster
+  affected
+      git only
+
+python -m federation COMMAND --help shows a command's options.
+"""
+
+
 def command(name: str):
     module_name, attribute, _ = COMMANDS[name]
     module = importlib.import_module(f"federation.{module_name}")
@@ -44,7 +61,8 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = _Parser(prog="python -m federation", description=federation.__doc__)
+    parser = _Parser(prog="python -m federation", description=DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     for name, (_, _, help_text) in COMMANDS.items():

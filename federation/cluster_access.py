@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from kubernetes import client, config as kube_config
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError as TransportError
+from urllib3.exceptions import HTTPError as TransportError, TimeoutError as TransportTimeout
 
 from components.config import parse_config
 from components.constants import GOSSIP_SECRET_KEY
@@ -39,6 +39,24 @@ TIMEOUT = 10
 NETWORK_ERRORS = (OSError, TransportError)
 
 
+def network_cause(exc: BaseException) -> str:
+    """Why a request got no HTTP answer, in the socket's words ("Connection refused", "Name or
+    service not known", no answer in time), not urllib3's wrapper (MaxRetryError)."""
+    chain: list[BaseException] = []
+    cause: Optional[BaseException] = exc
+    while cause is not None and all(cause is not c for c in chain):
+        chain.append(cause)
+        reason = getattr(cause, "reason", None)  # urllib3's MaxRetryError: the last attempt's error
+        cause = reason if isinstance(reason, BaseException) else (cause.__cause__ or cause.__context__)
+    # the socket's own error first: urllib3's NewConnectionError is also one of its timeouts
+    for cause in chain:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+    if any(isinstance(cause, (TimeoutError, TransportTimeout)) for cause in chain):
+        return f"no answer within {TIMEOUT} s"
+    return exc.__class__.__name__
+
+
 def data_digest(data: Optional[dict[str, str]]) -> str:
     """SHA-256 of a Secret's data map (base64 values as the API returns them), key order aside."""
     return hashlib.sha256(json.dumps(data or {}, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -56,6 +74,7 @@ class Datacenter:
         self.stack = stack
         self.cfg = cfg
         kube = resolve_cluster(cfg.kubeconfig, cfg.kube_context)
+        self.kube = kube  # named in the messages: which file, which server
         try:
             self.api = kube.api_client()
         except kube_config.ConfigException as exc:

@@ -131,10 +131,12 @@ def _compare(stack: StackDiff, rendered: dict[render.Job, Any]) -> None:
 
 
 def _evaluate(result: Result, by_name: dict[str, StackDiff], sides: list[tuple[str, str, str, str]],
-              charts: render.Charts) -> None:
+              charts: render.Charts) -> list[str]:
     """Each side's stacks evaluated by that side's code (both sides at once) and given a chart;
-    problems go to the stack they concern, or to `result` when a whole side fails."""
+    problems go to the stack they concern, or to `result` when a whole side fails. Returns each
+    missing chart's error once (four times the same helm error said nothing more), for the run."""
     names = list(by_name)
+    missing: dict[str, None] = {}
     prepared = []
     for label, project, attribute, exists in sides:
         requests, errors, absent = _requests(project, names)
@@ -155,8 +157,10 @@ def _evaluate(result: Result, by_name: dict[str, StackDiff], sides: list[tuple[s
                 continue
             try:
                 setattr(by_name[name], attribute, _evaluated(evaluation, charts))
-            except render.RenderError as exc:
-                by_name[name].errors.append(f"{label}: {exc}")
+            except render.ChartMissing as exc:
+                by_name[name].errors.append(f"{label}: no chart {exc.version} (the error above)")
+                missing[str(exc)] = None
+    return list(missing)
 
 
 def run_diff(repo: str, base: str, only: Optional[list[str]], charts: render.Charts) -> Result:
@@ -176,16 +180,16 @@ def run_diff(repo: str, base: str, only: Optional[list[str]], charts: render.Cha
             names = [n for n in names if n in only]
         by_name = {n: StackDiff(n) for n in names}
         result.stacks = list(by_name.values())
-        _evaluate(result, by_name, [("base", base_dir, "base", "base_exists"),
-                                    ("working tree", root, "head", "head_exists")], charts)
-        if result.errors:
-            return result
-        # Rendered while the base tree exists: a chartPath inside the repository points into it.
-        jobs = {ev.job for s in result.stacks if not s.errors for ev in (s.base, s.head) if ev is not None}
-        rendered = _render_all(charts.helm, jobs)
-    for stack in result.stacks:
-        if not stack.errors:
-            _compare(stack, rendered)
+        missing_charts = _evaluate(result, by_name, [("base", base_dir, "base", "base_exists"),
+                                                     ("working tree", root, "head", "head_exists")], charts)
+        if not result.errors:
+            # Rendered while the base tree exists: a chartPath inside the repository points into it.
+            jobs = {ev.job for s in result.stacks if not s.errors for ev in (s.base, s.head) if ev is not None}
+            rendered = _render_all(charts.helm, jobs)
+            for stack in result.stacks:
+                if not stack.errors:
+                    _compare(stack, rendered)
+    result.errors.extend(missing_charts)
     return result
 
 

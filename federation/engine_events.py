@@ -16,7 +16,8 @@ from pulumi import automation as auto
 
 # Enables --event-log on the CLI's update commands.
 EVENT_LOG_ENV = {"PULUMI_DEBUG_COMMANDS": "true"}
-# At most this many lines of one error diagnostic (a Helm failure is long; the cause is first).
+# At most this many lines of one error diagnostic (a Helm failure is long; the cause is first),
+# besides its "- " lines: a ConfigError lists every problem so, and none may be lost.
 ERROR_LINES = 12
 # Steps that only read (a StackReference, a get): no change to anything, and left out of the
 # counts as the engine's own "Resources:" summary leaves them out (pkg/backend/display/diff.go).
@@ -63,10 +64,18 @@ def summarize(events: Iterable[auto.EngineEvent]) -> EngineRun:
     return run
 
 
+def cut(lines: list[str]) -> list[str]:
+    """An error's lines: every "- " line (a problem of a list), the others up to ERROR_LINES, and
+    how many were cut, if any, so that a traceback cannot bury the summary."""
+    kept = [line for number, line in enumerate(lines) if number < ERROR_LINES or line.lstrip().startswith("- ")]
+    dropped = len(lines) - len(kept)
+    return kept + ([f"({dropped} more lines in the engine's output above)"] if dropped else [])
+
+
 def _error(diagnostic: auto.DiagnosticEvent) -> str:
     """'<resource name>: <message>'; a program's traceback is cut to its last line, the exception."""
     name = diagnostic.urn.rsplit("::", 1)[-1] if diagnostic.urn else "the program"
     lines = [line.rstrip() for line in diagnostic.message.strip().splitlines() if line.strip()]
     if lines and lines[0].startswith("Program failed with an unhandled exception"):
         lines = lines[-1:]
-    return f"{name}: " + "\n  ".join(lines[:ERROR_LINES])
+    return f"{name}: " + "\n  ".join(cut(lines))

@@ -35,7 +35,7 @@ from components.constants import CONFIG_NAMESPACE, FED_GOSSIP_KEY
 from components.outputs import GOSSIP_KEYS
 
 from . import cli, cluster_access as access, consul_status, operate, rollout, verify
-from .runner import Runner
+from .runner import Runner, cli_error
 from .stack_plan import Plan
 from . import stacks as stack_files
 from .consul_status import Ring, fingerprint, on_every_member
@@ -282,6 +282,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"federation rotate-gossip-key: stopped: no answer from the primary's cluster ({exc}); "
               "run it again once verify passes", file=sys.stderr)
         return cli.EXIT_FAILED
-    except (auto.errors.CommandError, auto.errors.StackNotFoundError) as exc:
-        print(f"federation rotate-gossip-key: stopped: {str(exc).strip()[:600]}", file=sys.stderr)
+    except auto.errors.CommandError as exc:
+        print(f"federation rotate-gossip-key: stopped: {cli_error(exc)[:600]}", file=sys.stderr)
         return cli.EXIT_FAILED

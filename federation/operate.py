@@ -26,6 +26,8 @@ import argparse
 import sys
 from typing import Callable, Iterable, Optional, TextIO
 
+from pulumi import automation as auto
+
 from .cli import CLI_MISSING, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, add_arguments, plan_or_report, report_cli_missing
 from . import runner as stack_runner
 from .runner import Operation, Outcome, Runner, print_summary
@@ -111,6 +113,9 @@ def run_command(command: str, args: argparse.Namespace,
         return run_destroy(p, runner, args.parallel)
     except CLI_MISSING as exc:
         return report_cli_missing(command, exc)
+    except auto.errors.CommandError as exc:  # `pulumi stack ls` before any stage: the backend
+        print(f"federation {command}: {stack_runner.cli_error(exc)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 class Command:

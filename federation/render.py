@@ -20,6 +20,15 @@ class RenderError(Exception):
     """helm could not fetch or render a chart (helm's own message included)."""
 
 
+class ChartMissing(RenderError):
+    """No chart for `version`: the same for every stack and side that renders it, so the diff
+    reports it once (with the fix) and points those stacks at it."""
+
+    def __init__(self, version: str, message: str):
+        super().__init__(message)
+        self.version = version
+
+
 def find_helm(option: Optional[str]) -> str:
     """--helm, else $HELM, else helm on PATH."""
     helm = option or os.environ.get("HELM") or shutil.which("helm")
@@ -38,23 +47,30 @@ class Charts:
     helm: str
     overrides: Mapping[str, str]
     found: dict[tuple[str, str], str] = field(default_factory=dict)  # one lookup (or pull) per run
+    missing: dict[tuple[str, str], str] = field(default_factory=dict)  # and one failure: no pull again
 
     def directory(self, version: str, repo: str, chart_path: Optional[str]) -> str:
+        """The chart's directory; ChartMissing if there is none."""
         if chart_path:
             return chart_path
         if version in self.overrides:
-            return self._checked(self.overrides[version], f"--chart {version}=")
-        if (version, repo) not in self.found:
+            return self._checked(version, self.overrides[version])
+        key = (version, repo)
+        if key not in self.found and key not in self.missing:
             try:
-                self.found[version, repo] = chart_source.chart_dir(version, self.helm, repo, check_pulls=False)
+                self.found[key] = chart_source.chart_dir(version, self.helm, repo, check_pulls=False)
             except chart_source.ChartSourceError as exc:
-                raise RenderError(str(exc)) from exc
-        return self.found[version, repo]
+                self.missing[key] = (f"no Consul chart {version}: {exc}\nto render without the network, pass "
+                                     f"--chart {version}=DIR, DIR holding chart {version} (its Chart.yaml; "
+                                     f"consul-{version}.tgz unpacked)")
+        if key in self.missing:
+            raise ChartMissing(version, self.missing[key])
+        return self.found[key]
 
     @staticmethod
-    def _checked(path: str, source: str) -> str:
+    def _checked(version: str, path: str) -> str:
         if not os.path.isfile(os.path.join(path, "Chart.yaml")):
-            raise RenderError(f"{source}{path} is not a chart directory (no Chart.yaml)")
+            raise ChartMissing(version, f"--chart {version}={path} is not a chart directory (no Chart.yaml)")
         return os.path.abspath(path)
 
 

@@ -120,7 +120,7 @@ def _notes(stack: StackDiff) -> list[str]:
 
 def text(result: Result) -> str:
     lines = [f"Consul chart objects: {result.base_label} -> {result.head_label}", ""]
-    lines += [f"error: {e}" for e in result.errors]
+    lines += [f"{'error: ' if n == 0 else '  '}{line}" for e in result.errors for n, line in enumerate(e.splitlines())]
     for stack in result.stacks:
         notes = _notes(stack)
         lines.append(f"{stack.name}: {_summary(stack)}" + (f"  [{'; '.join(notes)}]" if notes else ""))
@@ -155,7 +155,8 @@ def markdown(result: Result) -> str:
            f"`{result.base_label}` → `{result.head_label}`: what each stack's Helm Release would "
            "create, delete and change, rendered by `helm template` from each side's chart and the "
            "program's values code (no cluster, no Pulumi backend). Secret data is never shown.", ""]
-    out += [f"> **Error:** {line}" for e in result.errors for line in e.splitlines()]
+    out += [f"> {'**Error:** ' if n == 0 else ''}{line}" for e in result.errors
+            for n, line in enumerate(e.splitlines())]
     unchanged = [s.name for s in result.stacks if not s.errors and not s.changes]
     shown = [s for s in result.stacks if s.errors or s.changes]
     for stack in shown:

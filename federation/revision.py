@@ -23,8 +23,13 @@ def toplevel(path: str) -> str:
 
 
 def commit_of(repo: str, rev: str) -> str:
-    """The commit a revision names (a branch, tag or sha); GitError if it names none."""
-    return git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}").strip()
+    """The commit a revision names (a branch, tag or sha); GitError if it names none, saying so
+    (git itself says nothing under --quiet)."""
+    try:
+        return git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}").strip()
+    except GitError as exc:
+        raise GitError(f"{rev!r} names no commit in {repo}: give a branch, tag or commit that exists there "
+                       "(git fetch first if only a remote has it)") from exc
 
 
 def default_base(repo: str) -> str:

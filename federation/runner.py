@@ -23,7 +23,12 @@ from pulumi import automation as auto
 from . import engine_events
 from .recovery import InterruptedCreates, refresh_if_pending, stack_cli
 
-_ERROR_LINES = 12
+# What the pulumi CLI says when it has no backend (no PULUMI_BACKEND_URL, never logged in) and
+# cannot ask: the Automation API runs it non-interactively.
+_NOT_LOGGED_IN = "PULUMI_ACCESS_TOKEN must be set"
+NO_BACKEND = ("no Pulumi backend: PULUMI_BACKEND_URL is not set and the pulumi CLI is not logged in. "
+              "Set PULUMI_BACKEND_URL (file://<directory>, s3://<bucket>, ...) or run pulumi login --local "
+              "(state in ~/.pulumi), set PULUMI_CONFIG_PASSPHRASE (the same for every stack), then run again")
 
 
 @dataclass
@@ -40,17 +45,26 @@ class Outcome:
 
 def error_summary(lines: list[str], fallback: str) -> str:
     """The engine's own error lines (from the first ``error:`` to the next blank line), which
-    name the resource and the cause; else the end of the command's output."""
+    name the resource and the cause, cut as engine_events cuts a diagnostic (every problem line
+    kept); else the end of the command's output."""
     for index, line in enumerate(lines):
         if line.strip().startswith("error:"):
             block = []
-            for follow in lines[index:index + _ERROR_LINES]:
+            for follow in lines[index:]:
                 if not follow.strip():
                     break
                 block.append(follow.strip())
-            return "\n".join(block)
+            return "\n".join(engine_events.cut(block))
     tail = [line.strip() for line in fallback.splitlines() if line.strip()]
     return "\n".join(tail[-5:]) or "no output"
+
+
+def cli_error(exc: auto.errors.CommandError, lines: Iterable[str] = ()) -> str:
+    """Why a pulumi CLI run failed, for the operator: no backend said as such, with the fix (the
+    CLI names only PULUMI_ACCESS_TOKEN, Pulumi Cloud's login); else error_summary."""
+    if _NOT_LOGGED_IN in str(exc):
+        return NO_BACKEND
+    return error_summary(list(lines), str(exc))
 
 
 def format_changes(changes: dict[str, int]) -> str:
@@ -128,12 +142,13 @@ class Runner:
             if operation.absent_is_done:
                 return Outcome(name, True, note=f"not in the backend: nothing to {operation.name}")
             return Outcome(name, False, error=f"stack {name} does not exist in the backend "
-                           f"({os.environ.get('PULUMI_BACKEND_URL', 'the logged-in backend')}): run up first",
+                           f"({os.environ.get('PULUMI_BACKEND_URL', 'the logged-in backend')}) yet: "
+                           f"python -m federation up creates it (or pulumi stack init {name})",
                            seconds=time.monotonic() - started)
         except engine_events.EngineFailed as exc:
             return Outcome(name, False, error=str(exc), seconds=time.monotonic() - started)
         except auto.errors.CommandError as exc:  # the CLI failed before the engine reported anything
-            return Outcome(name, False, error=error_summary(lines, str(exc)), seconds=time.monotonic() - started)
+            return Outcome(name, False, error=cli_error(exc, lines), seconds=time.monotonic() - started)
         except InterruptedCreates as exc:
             return Outcome(name, False, error=str(exc), seconds=time.monotonic() - started)
         return Outcome(name, True, changes=changes, note=note, seconds=time.monotonic() - started)

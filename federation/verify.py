@@ -42,7 +42,7 @@ from components.settings import DatacenterConfig
 
 from . import cli, cluster_access as access, consul_status
 from .cluster_access import Datacenter
-from .runner import Runner
+from .runner import Runner, cli_error
 from .stack_plan import Plan
 
 PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
@@ -323,8 +323,20 @@ def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
 
 
 def _unreachable(dc: Datacenter, exc: Exception) -> list[Row]:
-    reason = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else exc.__class__.__name__
-    return [row(dc, "Kubernetes API", NOT_CHECKED, f"cannot read the cluster of context {dc.cfg.kube_context}: {reason}")]
+    """The cluster could not be read: which one (context, server URL, kubeconfig), why, and what
+    to check."""
+    where = (f"the Kubernetes API server of context {dc.cfg.kube_context} "
+             f"({dc.kube.server or 'no server in the kubeconfig'}; kubeconfig {dc.kube.kubeconfig})")
+    if not isinstance(exc, ApiException):
+        detail = (f"cannot reach {where}: {access.network_cause(exc)}. Check that the cluster is running, that "
+                  "this machine can reach that address (VPN, firewall, proxy), and that the context's server "
+                  "in the kubeconfig is current (a re-created cluster often has a new address or port)")
+    elif exc.status in (401, 403):
+        detail = (f"{where} answered {access.api_error_text(exc)}. Check the context's credentials and that its "
+                  f"user may read namespace {dc.ns}")
+    else:
+        detail = f"{where} answered {access.api_error_text(exc)}"
+    return [row(dc, "Kubernetes API", NOT_CHECKED, detail)]
 
 
 def collect(p: Plan, runner: Runner, kubernetes_only: bool,
@@ -339,8 +351,10 @@ def collect(p: Plan, runner: Runner, kubernetes_only: bool,
             dcs[name] = Datacenter(name, access.load_config(runner, name))
         except auto.errors.StackNotFoundError:
             rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED,
-                            f"stack {name} does not exist in the backend: run up"))
-        except (ConfigError, auto.errors.CommandError, kube_config.ConfigException, ValueError) as exc:
+                            f"stack {name} does not exist in the backend yet: python -m federation up creates it"))
+        except auto.errors.CommandError as exc:
+            rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED, cli_error(exc)[:400]))
+        except (ConfigError, kube_config.ConfigException, ValueError) as exc:
             rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED, str(exc).strip()[:400]))
     rows = [r for r in rows if r.stack in p.selected]
     primary = dcs.get(p.primary)
@@ -373,7 +387,8 @@ def _token_or_reason(primary: Datacenter) -> tuple[Optional[str], str]:
     try:
         return access.bootstrap_token(primary)
     except (ApiException, *access.NETWORK_ERRORS) as exc:
-        return None, f"cannot read the bootstrap ACL token: {exc.__class__.__name__}"
+        why = access.api_error_text(exc) if isinstance(exc, ApiException) else access.network_cause(exc)
+        return None, f"cannot read the bootstrap ACL token: {why}"
 
 
 def _consul_checks(dc: Datacenter, primary: Datacenter, datacenters: list[str]) -> list[str]:

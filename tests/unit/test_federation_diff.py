@@ -276,3 +276,60 @@ def test_affected_runs_where_only_pyyaml_is_installed():
     refused = subprocess.run([sys.executable, "-c", blocker, "verify", "--help"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "No module named" in refused.stderr  # the blocker works
+
+
+def test_a_base_that_names_no_commit_says_so(tmp_path, capsys):
+    """git rev-parse --quiet says nothing: the message was 'git rev-parse ...: ' and no reason."""
+    import subprocess
+
+    from federation import __main__ as main
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    code = main.main(["diff", "--base", "nosuch", "--repo", str(tmp_path), "--helm", "/bin/true"])
+    root = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--show-toplevel"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert (code, capsys.readouterr().err) == (1, (
+        f"federation diff: 'nosuch' names no commit in {root}: give a branch, tag or commit that exists "
+        "there (git fetch first if only a remote has it)\n"))
+
+
+def test_a_chart_that_cannot_be_fetched_is_one_error_with_the_fix(tmp_path, monkeypatch, capsys):
+    """Offline: the helm error once (it was printed for each stack and side, four times here),
+    with the way out (--chart VERSION=DIR); the stacks point at it. One pull per chart."""
+    from components.settings import DEFAULT_CHART_VERSION as v
+    from federation import __main__ as main, chart_source
+
+    pulls = tmp_path / "pulls"
+    helm = tmp_path / "helm"
+    helm.write_text(f"#!/bin/sh\necho pull >> {pulls}\n"
+                    "echo 'Error: looks like \"https://helm.releases.hashicorp.com\" is not a valid chart "
+                    "repository or cannot be reached' >&2\nexit 1\n")
+    helm.chmod(0o755)
+    monkeypatch.setenv("CONSUL_FEDERATION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(chart_source.variable(v), raising=False)
+    monkeypatch.setattr(chart_source, "SHARED_CHARTS", str(tmp_path / "no-shared"))
+    assert main.main(["diff", "--base", "HEAD", "--repo", ROOT, "--helm", str(helm), "--stacks", "dc1", "dc2"]) == 1
+    assert capsys.readouterr().out.splitlines()[2:] == [
+        f"error: no Consul chart {v}: helm pull consul {v} from https://helm.releases.hashicorp.com: Error: "
+        "looks like \"https://helm.releases.hashicorp.com\" is not a valid chart repository or cannot be reached",
+        f"  to render without the network, pass --chart {v}=DIR, DIR holding chart {v} (its Chart.yaml; "
+        f"consul-{v}.tgz unpacked)",
+        "dc1: error",
+        f"  base: no chart {v} (the error above)",
+        f"  working tree: no chart {v} (the error above)",
+        "dc2: error",
+        f"  base: no chart {v} (the error above)",
+        f"  working tree: no chart {v} (the error above)",
+    ]
+    assert pulls.read_text() == "pull\n"
+
+
+def test_an_errors_further_lines_continue_it_in_both_reports():
+    """The missing chart's fix is its second line: indented in the text, quoted (not another
+    "Error:") in the Markdown."""
+    result = diff_result.Result("base", "head", [], errors=["no Consul chart 2.0.3: offline\nto render without "
+                                                             "the network, pass --chart 2.0.3=DIR"])
+    assert report.text(result).splitlines()[2:] == [
+        "error: no Consul chart 2.0.3: offline", "  to render without the network, pass --chart 2.0.3=DIR"]
+    assert "> **Error:** no Consul chart 2.0.3: offline\n> to render without the network, pass --chart 2.0.3=DIR\n" \
+        in report.markdown(result)

@@ -186,6 +186,25 @@ def test_the_error_named_is_the_engine_diagnostic():
         "code: 255\nstdout:\nstderr: no stack named dc2"
 
 
+def test_the_error_summary_keeps_every_configuration_problem_and_counts_what_it_cuts():
+    """A ConfigError lists each problem on a `  - ` line: all 15 are kept (12 lines were the
+    limit, and the last problems were lost); other lines past the limit are cut, and counted."""
+    problems = [f"consul-federation:key{i}: problem {i}" for i in range(1, 16)]
+    lines = ["Diagnostics:", "  pulumi:pulumi:Stack (consul-federation-dc1):",
+             "    error: 15 configuration error(s); fix them in the stack's Pulumi.<stack>.yaml and run "
+             "again (nothing was changed):"] + [f"      - {p}" for p in problems] + ["", "Resources:"]
+    summary = stack_runner.error_summary(lines, "ignored").splitlines()
+    assert summary[1:] == [f"- {p}" for p in problems]
+    # the same rule where preview, up and destroy take the error: the engine's diagnostic event
+    message = "\n".join(lines[2:-2]).replace("    error: ", "") + "\n"
+    diagnostic = auto.DiagnosticEvent(message=message, color="never", severity="error")
+    [error] = engine_events.summarize([auto.EngineEvent(sequence=1, timestamp=0, diagnostic_event=diagnostic)]).errors
+    assert error.splitlines()[1:] == [f"        - {p}" for p in problems]
+    traceback = ["error: Program failed", *(f"  File line {i}" for i in range(20)), ""]
+    assert stack_runner.error_summary(traceback, "ignored").splitlines()[-2:] == [
+        "File line 10", "(9 more lines in the engine's output above)"]
+
+
 ENGINE = Path(__file__).parent.parent / "fixtures" / "engine"
 
 
@@ -288,6 +307,46 @@ def test_a_stack_missing_from_the_backend_fails_except_for_destroy():
     assert (outcome.ok, outcome.note) == (True, "not in the backend: nothing to destroy")
 
 
+def test_preview_of_a_stack_not_in_the_backend_says_what_creates_it(monkeypatch):
+    """Not "run up first" alone: what is missing (the stack, in which backend) and both ways to
+    create it."""
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "file:///srv/state")
+    runner = stack_runner.Runner(".", out=io.StringIO())
+
+    def missing(name, create):
+        raise auto.errors.StackNotFoundError(auto.CommandResult("", "no stack named 'dc1' found", 255))
+
+    runner.stack = missing
+    assert runner.run("dc1", stack_runner.PREVIEW).error == (
+        "stack dc1 does not exist in the backend (file:///srv/state) yet: python -m federation up creates it "
+        "(or pulumi stack init dc1)")
+
+
+NOT_LOGGED_IN = auto.CommandResult(
+    "", "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions", 3)
+NO_BACKEND_TEXT = ("no Pulumi backend: PULUMI_BACKEND_URL is not set and the pulumi CLI is not logged in. "
+                   "Set PULUMI_BACKEND_URL (file://<directory>, s3://<bucket>, ...) or run pulumi login --local "
+                   "(state in ~/.pulumi), set PULUMI_CONFIG_PASSPHRASE (the same for every stack), then run again")
+
+
+def test_no_backend_is_named_with_the_fix_not_the_clis_raw_output(tmp_path, monkeypatch, capsys):
+    """The CLI, run non-interactively with no backend, names only PULUMI_ACCESS_TOKEN (Pulumi
+    Cloud): a stack's outcome and a command that fails before any stage (destroy's
+    `pulumi stack ls`, which was a traceback) say PULUMI_BACKEND_URL / pulumi login --local."""
+    runner = stack_runner.Runner(".", out=io.StringIO())
+
+    def not_logged_in(*args, **kwargs):
+        raise auto.errors.CommandError(NOT_LOGGED_IN)
+
+    runner.stack = not_logged_in
+    assert runner.run("dc1", stack_runner.PREVIEW).error == NO_BACKEND_TEXT
+    runner.resource_counts = not_logged_in
+    monkeypatch.setattr(operate, "Runner", lambda project_dir: runner)
+    directory = project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2")})
+    assert cli.main(["destroy", "--project-dir", str(directory)]) == 1
+    assert capsys.readouterr().err == f"federation destroy: {NO_BACKEND_TEXT}\n"
+
+
 class PlayedAutomationStack:
     """Stack.preview and Stack.destroy of the Automation API: they hand each recorded event to
     on_event, then fail as the CLI would."""
@@ -313,3 +372,22 @@ def test_preview_and_destroy_name_the_engines_errors_from_its_events(operation):
     outcome = runner.run("dc2", operation)
     assert (outcome.ok, outcome.error) == (
         False, "the program: ValueError: consul-federation:datacenter 'dc 1' is not a valid name")
+
+
+def test_the_top_level_help_is_for_users_and_says_what_each_command_needs(capsys):
+    """It showed the package's developer docstring, which said no command needs a backend or a
+    cluster."""
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "What the commands need:\n  up, preview, destroy, verify, rotate-gossip-key\n" \
+           "      the Pulumi backend (PULUMI_BACKEND_URL, or pulumi login --local), the stacks'\n" \
+           "      PULUMI_CONFIG_PASSPHRASE, the pulumi CLI on PATH, and each stack's cluster (its\n" \
+           "      kubeContext in the kubeconfig)\n" in out
+    assert "  diff\n      git and helm, and the charts (fetched, or --chart VERSION=DIR offline); no backend,\n" \
+           "      no cluster\n  affected\n      git only\n" in out
+    assert "``" not in out and "no command needs" not in out
+    needs = out.split("What the commands need:")[1].split("python -m federation COMMAND --help")[0]
+    named = {name.strip() for line in needs.splitlines() if line.startswith("  ") and not line.startswith("   ")
+             for name in line.split(",")}
+    assert named == set(cli.COMMANDS)  # a new command says what it needs

@@ -376,3 +376,71 @@ def test_a_keyring_listing_whose_answers_got_lost_is_asked_again_and_nothing_els
     with pytest.raises(ApiException) as raised:
         access.keyring_get(dc1, access.KEYRING_QUERY, "t0ken", sleep=slept.append)
     assert raised.value is denied
+
+
+def test_a_stack_that_cannot_be_read_says_why_and_what_to_do(monkeypatch):
+    """No backend: PULUMI_BACKEND_URL / pulumi login --local, not the CLI's output; a stack not
+    in the backend: what creates it."""
+    from pulumi import automation as auto
+
+    from federation import runner as stack_runner
+    from federation.stack_plan import Plan
+
+    def load_config(runner, name):
+        if name == "dc1":
+            raise auto.errors.CommandError(auto.CommandResult(
+                "", "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions", 3))
+        raise auto.errors.StackNotFoundError(auto.CommandResult("", "no stack named 'dc2' found", 255))
+
+    monkeypatch.setattr(access, "load_config", load_config)
+    plan = Plan("consul-federation", "dc1", ("dc2",), frozenset({"dc1", "dc2"}))
+    rows = v.collect(plan, None, kubernetes_only=True)
+    assert [(r.stack, r.status, r.detail) for r in rows] == [
+        ("dc1", v.FAILED, stack_runner.NO_BACKEND),
+        ("dc2", v.FAILED, "stack dc2 does not exist in the backend yet: python -m federation up creates it")]
+    assert "PULUMI_BACKEND_URL" in stack_runner.NO_BACKEND and "pulumi login --local" in stack_runner.NO_BACKEND
+
+
+def test_an_unreachable_cluster_names_its_context_server_and_what_to_check(tmp_path, monkeypatch):
+    """Not "MaxRetryError": the context, the kubeconfig's server URL, the socket's reason and what
+    to check."""
+    import socket
+
+    from federation.stack_plan import Plan
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind-dc1",
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+        "contexts": [{"name": "kind-dc1", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    monkeypatch.setattr(access, "load_config", lambda runner, name: parse_config(
+        {"role": "primary", "datacenter": "dc1", "kubeContext": "kind-dc1", "kubeconfig": str(kubeconfig)}))
+    rows = v.collect(Plan("consul-federation", "dc1", (), frozenset({"dc1"})), None, kubernetes_only=True)
+    assert [(r.check, r.status, r.detail) for r in rows] == [("Kubernetes API", v.NOT_CHECKED, (
+        f"cannot reach the Kubernetes API server of context kind-dc1 (https://127.0.0.1:{port}; kubeconfig "
+        f"{kubeconfig}): Connection refused. Check that the cluster is running, that this machine can reach "
+        "that address (VPN, firewall, proxy), and that the context's server in the kubeconfig is current (a "
+        "re-created cluster often has a new address or port)"))]
+
+
+def test_a_cluster_that_refuses_verifys_reads_says_which_and_what_to_check():
+    dc = FakeDatacenter(cfg())
+    dc.kube = access.resolve_cluster("/nonexistent/kubeconfig", "ctx")
+    denied = ApiException(status=403, reason="Forbidden")
+    denied.body = '{"kind":"Status","message":"statefulsets.apps is forbidden: User \\"ci\\" cannot get"}'
+    [got] = v._unreachable(dc, denied)
+    assert got.detail == (
+        "the Kubernetes API server of context ctx (no server in the kubeconfig; kubeconfig /nonexistent/kubeconfig) "
+        "answered 403 Forbidden: statefulsets.apps is forbidden: User \"ci\" cannot get. Check the context's "
+        "credentials and that its user may read namespace consul")
+
+
+def test_a_request_that_timed_out_says_so():
+    import urllib3
+
+    assert access.network_cause(urllib3.exceptions.ReadTimeoutError(None, "/version", "read timed out")) == \
+        "no answer within 10 s"
