@@ -38,6 +38,8 @@ What the commands need:
   diff
       git and helm, and the charts (fetched, or --chart VERSION=DIR offline); no backend,
       no cluster
+  validate
+      the stack files only (and a chartPath's chart); no backend, no cluster
   affected
       git only
 

@@ -385,7 +385,8 @@ def test_the_top_level_help_is_for_users_and_says_what_each_command_needs(capsys
            "      PULUMI_CONFIG_PASSPHRASE, the pulumi CLI on PATH, and each stack's cluster (its\n" \
            "      kubeContext in the kubeconfig)\n" in out
     assert "  diff\n      git and helm, and the charts (fetched, or --chart VERSION=DIR offline); no backend,\n" \
-           "      no cluster\n  affected\n      git only\n" in out
+           "      no cluster\n  validate\n      the stack files only (and a chartPath's chart); no backend, no cluster\n" \
+           "  affected\n      git only\n" in out
     assert "``" not in out and "no command needs" not in out
     needs = out.split("What the commands need:")[1].split("python -m federation COMMAND --help")[0]
     named = {name.strip() for line in needs.splitlines() if line.startswith("  ") and not line.startswith("   ")
