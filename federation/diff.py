@@ -46,9 +46,23 @@ def _primary_datacenter(project: str, stack: stacks.StackFile) -> tuple[Optional
     return datacenter, None
 
 
-def _requests(project: str, names: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str], set[str]]:
+def _encrypted(project: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    """stack -> its settings set with --secret (their encrypted text), for one side."""
+    found = {}
+    for name in names:
+        try:
+            stack = stacks.read_stack(project, name)
+        except (FileNotFoundError, stacks.StackFileError):
+            continue  # reported by _requests
+        found[name] = {key: stack.raw[key] for key in stack.secret_keys}
+    return found
+
+
+def _requests(project: str, names: list[str], hidden: dict[str, set[str]]
+              ) -> tuple[dict[str, dict[str, Any]], dict[str, str], set[str]]:
     """(stack -> evaluation request, stack -> error, stacks without a file) for one side; requests
-    as components/evaluation.py's contract describes them."""
+    as components/evaluation.py's contract describes them, without the `hidden` settings (set with
+    --secret on either side: the diff has no passphrase, and would show them if it had)."""
     requests, errors, absent = {}, {}, set()
     for name in names:
         try:
@@ -59,13 +73,9 @@ def _requests(project: str, names: list[str]) -> tuple[dict[str, dict[str, Any]]
         except stacks.StackFileError as exc:
             errors[name] = str(exc)
             continue
-        if stack.secret_keys:
-            keys = ", ".join(f"consul-federation:{k}" for k in sorted(stack.secret_keys))
-            errors[name] = (f"{keys} hold encrypted (secure) values: the diff renders no stack with "
-                            "secret settings, because the rendered objects would show them")
-            continue
         datacenter, problem = _primary_datacenter(project, stack)
-        requests[name] = {"settings": stack.raw, "primary_datacenter": datacenter,
+        settings = {key: value for key, value in stack.raw.items() if key not in hidden.get(name, ())}
+        requests[name] = {"settings": settings, "primary_datacenter": datacenter,
                           "primary_problem": problem, "auth_host_placeholder": AUTH_HOST_PLACEHOLDER}
     return requests, errors, absent
 
@@ -137,9 +147,15 @@ def _evaluate(result: Result, by_name: dict[str, StackDiff], sides: list[tuple[s
     missing chart's error once (four times the same helm error said nothing more), for the run."""
     names = list(by_name)
     missing: dict[str, None] = {}
+    base_secrets, head_secrets = (_encrypted(project, names) for _, project, _, _ in sides)
+    hidden: dict[str, set[str]] = {}
+    for name, stack in by_name.items():
+        before, after = base_secrets.get(name, {}), head_secrets.get(name, {})
+        stack.secrets = {key: before.get(key) != after.get(key) for key in sorted(set(before) | set(after))}
+        hidden[name] = set(stack.secrets)
     prepared = []
     for label, project, attribute, exists in sides:
-        requests, errors, absent = _requests(project, names)
+        requests, errors, absent = _requests(project, names, hidden)
         for name, error in errors.items():
             by_name[name].errors.append(f"{label}: {error}")
         for name in absent:

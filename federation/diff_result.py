@@ -36,6 +36,13 @@ class StackDiff:
     head_exists: bool = True
     errors: list[str] = field(default_factory=list)
     changes: list[objdiff.ObjectChange] = field(default_factory=list)
+    # Settings set with --secret on either side -> whether their encrypted text differs. The diff
+    # cannot decrypt them: both sides are rendered with them left out (at their defaults).
+    secrets: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes) or any(self.secrets.values())
 
 
 @dataclass
@@ -49,4 +56,4 @@ class Result:
     def exit_code(self) -> int:
         if self.errors or any(s.errors for s in self.stacks):
             return EXIT_ERROR
-        return EXIT_CHANGES if any(s.changes for s in self.stacks) else EXIT_NO_CHANGE
+        return EXIT_CHANGES if any(s.changed for s in self.stacks) else EXIT_NO_CHANGE

@@ -100,7 +100,9 @@ def _summary(stack: StackDiff) -> str:
         return f"new stack, {counts(stack)}"
     if not stack.head_exists:
         return f"stack removed, {counts(stack)}"
-    return counts(stack) or "no change"
+    changed = [k for k, v in stack.secrets.items() if v]
+    secrets = f"encrypted {', '.join(changed)} changed" if changed else ""
+    return ", ".join(part for part in (counts(stack), secrets) if part) or "no change"
 
 
 def _notes(stack: StackDiff) -> list[str]:
@@ -112,6 +114,10 @@ def _notes(stack: StackDiff) -> list[str]:
         notes.append(f"chart {versions[0]} -> {versions[1]}")
     elif versions:
         notes.append(f"chart {versions[0]}")
+    if stack.secrets:
+        notes.append("set with --secret, so not decrypted and not rendered (both sides use the "
+                     "defaults; review with pulumi config get KEY): "
+                     + ", ".join(f"{k} ({'changed' if v else 'unchanged'})" for k, v in stack.secrets.items()))
     if any(s.auth_host_derived for s in sides):
         notes.append(f"k8sAuthMethodHost is derived from the cluster at deploy time; rendered as "
                      f"{AUTH_HOST_PLACEHOLDER}")

@@ -296,11 +296,23 @@ def test_a_tree_without_the_program_is_an_error_not_another_trees_code(project):
     assert f"error: working tree: no components package in {project}" in done.stdout
 
 
-def test_a_stack_with_secret_settings_is_not_rendered(project):
+def test_a_setting_set_with_secret_is_shown_as_changed_and_never_rendered(project):
+    """The diff has no passphrase: a setting encrypted on either side is left out of both sides'
+    values (so it shows no object change of its own) and named as changed or unchanged; the rest
+    of the stack is still rendered and compared."""
     edit(project, "Pulumi.dc1.yaml", "  consul-federation:meshGateway:\n    serviceType: NodePort\n    nodePort: 30001\n",
-         "  consul-federation:meshGateway:\n    secure: v1:AAAA\n")
-    [error] = stack(run(project, "dc1"), "dc1").errors
-    assert error.startswith("working tree: consul-federation:meshGateway hold encrypted (secure) values")
+         "  consul-federation:meshGateway:\n    secure: v1:AAAA\n  consul-federation:releaseName: other\n")
+    result = run(project, "dc1")
+    dc1 = stack(result, "dc1")
+    assert (dc1.errors, dc1.secrets) == ([], {"meshGateway": True})
+    assert dc1.changes  # the release's new name is rendered and compared as before
+    assert not [f for c in dc1.changes for f in c.fields if "nodePort" in f.path or ".type" in f.path]
+    assert result.exit_code == diff_result.EXIT_CHANGES
+    out = report.text(result)
+    first = next(line for line in out.splitlines() if line.startswith("dc1: "))
+    assert ", encrypted meshGateway changed  [primary; chart 2.0.3; set with --secret, so not decrypted and not " \
+           "rendered (both sides use the defaults; review with pulumi config get KEY): meshGateway (changed)]" in first
+    assert "AAAA" not in out and "AAAA" not in report.markdown(result)
 
 
 @pytest.mark.parametrize("commit", BEFORE_SEAM)
