@@ -18,7 +18,7 @@ import yaml
 from . import values_guard
 from .chart_version import SUPPORTED_MINIMUM, fmt, parse_version
 from .constants import CONFIG_NAMESPACE
-from .kube_cluster import error_summary
+from .kube_cluster import KubeCluster, KubeconfigError, error_summary, resolve_cluster
 from .settings import (KEYS, MESH_GATEWAY_KEYS, SECRET_CAPABLE, DatacenterConfig, MeshGatewayConfig, Spec,
                        default_of, specs)
 
@@ -239,13 +239,9 @@ def _secret_settings(r: _Reader) -> frozenset[str]:
     return frozenset(r.secret_keys & set(SECRET_CAPABLE))
 
 
-def parse_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> DatacenterConfig:
-    """Validate raw configuration values (objects already decoded) into a DatacenterConfig;
-    `secret_keys` are the settings the stack set as secrets (their values are never shown).
-
-    Raises ConfigError listing every problem found.
-    """
-    r = _Reader(raw, frozenset(secret_keys))
+def _parse(r: _Reader) -> dict[str, Any]:
+    """Every setting read by the schema, with the rules across settings; errors left in `r`."""
+    raw = r.raw
     r.errors.extend(_unknown_keys(raw, KEYS))
     values = {f.name: r.read(spec, default_of(f), raw) for f, spec in specs(DatacenterConfig)
               if spec.kind != "object"}
@@ -257,6 +253,38 @@ def parse_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset
     values["helm_values"] = r.mapping("helmValues")
     r.errors.extend(values_guard.check_user_values(values["helm_values"], values["chart_version"]))
     values["secret_settings"] = _secret_settings(r)
+    return values
+
+
+def parse_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> DatacenterConfig:
+    """Validate raw configuration values (objects already decoded) into a DatacenterConfig;
+    `secret_keys` are the settings the stack set as secrets (their values are never shown).
+
+    Raises ConfigError listing every problem found.
+    """
+    r = _Reader(raw, frozenset(secret_keys))
+    values = _parse(r)
     if r.errors:
         raise ConfigError(r.errors)
     return DatacenterConfig(**values)
+
+
+def parse_with_cluster(raw: Mapping[str, Any],
+                       secret_keys: frozenset[str] = frozenset()) -> tuple[DatacenterConfig, KubeCluster]:
+    """parse_config, and the datacenter's cluster resolved from its kubeconfig: the program's own
+    reading, so that a context the kubeconfig lacks (or a kubeconfig that is not there) is one
+    more error in the same ConfigError, raised before any resource is registered. The operator
+    commands, diff and the test matrix read settings without a cluster: they call parse_config."""
+    r = _Reader(raw, frozenset(secret_keys))
+    values = _parse(r)
+    kube = None
+    kubeconfig_read = raw.get("kubeconfig") in (None, "") or values["kubeconfig"] is not None
+    named_secret = r.secret_keys & {"kubeContext", "kubeconfig"}  # refused above; never printed
+    if values["kube_context"] is not None and kubeconfig_read and not named_secret:
+        try:
+            kube = resolve_cluster(values["kubeconfig"], values["kube_context"])
+        except KubeconfigError as exc:
+            r.errors.append(str(exc))
+    if r.errors:
+        raise ConfigError(r.errors)
+    return DatacenterConfig(**values), kube
