@@ -19,8 +19,8 @@ from . import values_guard
 from .chart_version import SUPPORTED_MINIMUM, fmt, parse_version
 from .constants import CONFIG_NAMESPACE
 from .kube_cluster import KubeCluster, KubeconfigError, error_summary, resolve_cluster
-from .settings import (KEYS, MESH_GATEWAY_KEYS, SECRET_CAPABLE, DatacenterConfig, MeshGatewayConfig, Spec,
-                       default_of, specs)
+from .settings import (DEFAULT_NODE_PORT_RANGE, KEYS, MESH_GATEWAY_KEYS, SECRET_CAPABLE, DatacenterConfig,
+                       MeshGatewayConfig, Spec, default_of, port_range, specs)
 
 _SECRET_NOT_SHOWN = "(secret value not shown)"
 
@@ -195,12 +195,23 @@ def _mesh_gateway(r: _Reader, role: Optional[str]) -> MeshGatewayConfig:
                 "remove it here")
     r.errors.extend(_unknown_keys(gw_raw, MESH_GATEWAY_KEYS, "meshGateway."))
     gateway = {f.name: r.read(spec, default_of(f), gw_raw, "meshGateway.") for f, spec in specs(MeshGatewayConfig)}
+    first, last = port_range(gateway["node_port_range"])  # valid: a bad one was read as the default
     if gateway["service_type"] == "NodePort" and gw_raw.get("nodePort") is None:
         r.errors.append(f"{CONFIG_NAMESPACE}:meshGateway.nodePort is required with meshGateway.serviceType "
-                        "NodePort: the port (usually 30000-32767) the other datacenters dial on every node")
+                        f"NodePort: the port (in the cluster's NodePort range, {first}-{last}) the other "
+                        "datacenters dial on every node")
     if gateway["service_type"] != "NodePort" and gateway["node_port"] is not None:
         r.error("meshGateway.nodePort", gateway["node_port"],
                 f"nodePort is only used with serviceType NodePort (serviceType is {gateway['service_type']!r}); remove it")
+    if gateway["service_type"] != "NodePort" and gw_raw.get("nodePortRange") is not None:
+        r.error("meshGateway.nodePortRange", gw_raw["nodePortRange"], "nodePortRange is only used with serviceType "
+                f"NodePort (serviceType is {gateway['service_type']!r}); remove it")
+    if gateway["service_type"] == "NodePort" and gateway["node_port"] is not None \
+            and not first <= gateway["node_port"] <= last:
+        r.error("meshGateway.nodePort", gateway["node_port"],
+                f"expected a port in the cluster's NodePort range {first}-{last} (the API server refuses "
+                "any other; Kubernetes' default --service-node-port-range is "
+                f"{DEFAULT_NODE_PORT_RANGE}: set meshGateway.nodePortRange if the cluster's differs)")
     return MeshGatewayConfig(**gateway)
 
 
