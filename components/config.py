@@ -289,9 +289,9 @@ def parse_with_cluster(raw: Mapping[str, Any],
     r = _Reader(raw, frozenset(secret_keys))
     values = _parse(r)
     kube = None
-    kubeconfig_read = raw.get("kubeconfig") in (None, "") or values["kubeconfig"] is not None
+    kubeconfig_usable = raw.get("kubeconfig") in (None, "") or values["kubeconfig"] is not None  # else an error above
     named_secret = r.secret_keys & {"kubeContext", "kubeconfig"}  # refused above; never printed
-    if values["kube_context"] is not None and kubeconfig_read and not named_secret:
+    if values["kube_context"] is not None and kubeconfig_usable and not named_secret:
         try:
             kube = resolve_cluster(values["kubeconfig"], values["kube_context"])
         except KubeconfigError as exc:

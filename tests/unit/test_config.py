@@ -128,7 +128,8 @@ def test_node_port_inside_the_clusters_range(gateway, port):
 @pytest.mark.parametrize("value", ["30000", "32767-30000", "0-100", "30000-70000", "a-b", 30000])
 def test_node_port_range_must_be_a_range(value):
     message = only_error(primary(meshGateway={"serviceType": "NodePort", "nodePort": 30001, "nodePortRange": value}))
-    assert message.startswith(f"consul-federation:meshGateway.nodePortRange: {value!r} is not valid; expected "), message
+    assert message.startswith(f"consul-federation:meshGateway.nodePortRange: {value!r} is not valid; "
+                              "expected "), message
 
 
 def test_node_port_range_belongs_to_node_port_gateways():
