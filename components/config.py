@@ -18,9 +18,9 @@ import yaml
 from . import values_guard
 from .chart_version import SUPPORTED_MINIMUM, fmt, parse_version
 from .constants import CONFIG_NAMESPACE
-from .kube_cluster import error_summary
-from .settings import (KEYS, MESH_GATEWAY_KEYS, SECRET_CAPABLE, DatacenterConfig, MeshGatewayConfig, Spec,
-                       default_of, specs)
+from .kube_cluster import KubeCluster, KubeconfigError, error_summary, resolve_cluster
+from .settings import (DEFAULT_NODE_PORT_RANGE, KEYS, MESH_GATEWAY_KEYS, SECRET_CAPABLE, DatacenterConfig,
+                       MeshGatewayConfig, Spec, default_of, port_range, specs)
 
 _SECRET_NOT_SHOWN = "(secret value not shown)"
 
@@ -195,12 +195,23 @@ def _mesh_gateway(r: _Reader, role: Optional[str]) -> MeshGatewayConfig:
                 "remove it here")
     r.errors.extend(_unknown_keys(gw_raw, MESH_GATEWAY_KEYS, "meshGateway."))
     gateway = {f.name: r.read(spec, default_of(f), gw_raw, "meshGateway.") for f, spec in specs(MeshGatewayConfig)}
+    first, last = port_range(gateway["node_port_range"])  # valid: a bad one was read as the default
     if gateway["service_type"] == "NodePort" and gw_raw.get("nodePort") is None:
         r.errors.append(f"{CONFIG_NAMESPACE}:meshGateway.nodePort is required with meshGateway.serviceType "
-                        "NodePort: the port (usually 30000-32767) the other datacenters dial on every node")
+                        f"NodePort: the port (in the cluster's NodePort range, {first}-{last}) the other "
+                        "datacenters dial on every node")
     if gateway["service_type"] != "NodePort" and gateway["node_port"] is not None:
         r.error("meshGateway.nodePort", gateway["node_port"],
                 f"nodePort is only used with serviceType NodePort (serviceType is {gateway['service_type']!r}); remove it")
+    if gateway["service_type"] != "NodePort" and gw_raw.get("nodePortRange") is not None:
+        r.error("meshGateway.nodePortRange", gw_raw["nodePortRange"], "nodePortRange is only used with serviceType "
+                f"NodePort (serviceType is {gateway['service_type']!r}); remove it")
+    if gateway["service_type"] == "NodePort" and gateway["node_port"] is not None \
+            and not first <= gateway["node_port"] <= last:
+        r.error("meshGateway.nodePort", gateway["node_port"],
+                f"expected a port in the cluster's NodePort range {first}-{last} (the API server refuses "
+                "any other; Kubernetes' default --service-node-port-range is "
+                f"{DEFAULT_NODE_PORT_RANGE}: set meshGateway.nodePortRange if the cluster's differs)")
     return MeshGatewayConfig(**gateway)
 
 
@@ -239,13 +250,9 @@ def _secret_settings(r: _Reader) -> frozenset[str]:
     return frozenset(r.secret_keys & set(SECRET_CAPABLE))
 
 
-def parse_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> DatacenterConfig:
-    """Validate raw configuration values (objects already decoded) into a DatacenterConfig;
-    `secret_keys` are the settings the stack set as secrets (their values are never shown).
-
-    Raises ConfigError listing every problem found.
-    """
-    r = _Reader(raw, frozenset(secret_keys))
+def _parse(r: _Reader) -> dict[str, Any]:
+    """Every setting read by the schema, with the rules across settings; errors left in `r`."""
+    raw = r.raw
     r.errors.extend(_unknown_keys(raw, KEYS))
     values = {f.name: r.read(spec, default_of(f), raw) for f, spec in specs(DatacenterConfig)
               if spec.kind != "object"}
@@ -257,6 +264,38 @@ def parse_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset
     values["helm_values"] = r.mapping("helmValues")
     r.errors.extend(values_guard.check_user_values(values["helm_values"], values["chart_version"]))
     values["secret_settings"] = _secret_settings(r)
+    return values
+
+
+def parse_config(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> DatacenterConfig:
+    """Validate raw configuration values (objects already decoded) into a DatacenterConfig;
+    `secret_keys` are the settings the stack set as secrets (their values are never shown).
+
+    Raises ConfigError listing every problem found.
+    """
+    r = _Reader(raw, frozenset(secret_keys))
+    values = _parse(r)
     if r.errors:
         raise ConfigError(r.errors)
     return DatacenterConfig(**values)
+
+
+def parse_with_cluster(raw: Mapping[str, Any],
+                       secret_keys: frozenset[str] = frozenset()) -> tuple[DatacenterConfig, KubeCluster]:
+    """parse_config, and the datacenter's cluster resolved from its kubeconfig: the program's own
+    reading, so that a context the kubeconfig lacks (or a kubeconfig that is not there) is one
+    more error in the same ConfigError, raised before any resource is registered. The operator
+    commands, diff and the test matrix read settings without a cluster: they call parse_config."""
+    r = _Reader(raw, frozenset(secret_keys))
+    values = _parse(r)
+    kube = None
+    kubeconfig_usable = raw.get("kubeconfig") in (None, "") or values["kubeconfig"] is not None  # else an error above
+    named_secret = r.secret_keys & {"kubeContext", "kubeconfig"}  # refused above; never printed
+    if values["kube_context"] is not None and kubeconfig_usable and not named_secret:
+        try:
+            kube = resolve_cluster(values["kubeconfig"], values["kube_context"])
+        except KubeconfigError as exc:
+            r.errors.append(str(exc))
+    if r.errors:
+        raise ConfigError(r.errors)
+    return DatacenterConfig(**values), kube

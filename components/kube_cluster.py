@@ -28,6 +28,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from .constants import CONFIG_NAMESPACE
+
 # How long the API server has to answer the reachability check (TCP connect, TLS handshake and
 # the first bytes of an HTTP answer together).
 REACHABILITY_TIMEOUT = 10.0
@@ -49,19 +51,26 @@ def kubeconfig_paths(kubeconfig: Optional[str]) -> list[str]:
     """kubeconfig, else the files of $KUBECONFIG, else ~/.kube/config (kubectl's order)."""
     if kubeconfig:
         return [os.path.expanduser(kubeconfig)]
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return [os.path.expanduser(p) for p in env.split(os.pathsep) if p]
+    listed = [os.path.expanduser(p) for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if listed:
+        return listed
     return [os.path.expanduser("~/.kube/config")]
 
 
-def _load(path: str) -> dict[str, Any]:
+def _load(path: str) -> tuple[dict[str, Any], Optional[str]]:
+    """The kubeconfig at `path`, or ({}, why it cannot be used) for the error that lists the files."""
     try:
         with open(path, encoding="utf-8") as handle:
             doc = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+    except FileNotFoundError:
+        return {}, "does not exist"
+    except (OSError, yaml.YAMLError) as exc:
+        return {}, f"cannot be read as a kubeconfig: {error_summary(exc)}"
+    if doc is None:
+        return {}, None  # an empty file is an empty kubeconfig, as kubectl reads it
+    if not isinstance(doc, dict):
+        return {}, "is not a kubeconfig (not a YAML mapping)"
+    return doc, None
 
 
 def _named(doc: dict[str, Any], section: str, field: str) -> dict[str, Any]:
@@ -109,17 +118,44 @@ class KubeCluster:
         return config.new_client_from_config(config_file=self.kubeconfig, context=self.context)
 
 
+class KubeconfigError(ValueError):
+    """A stack's kubeconfig does not give its context: no such context in the file(s), or a file
+    that cannot be read. The message names the setting, the files read and the contexts they do
+    define; a ValueError, so the operator commands report it as a bad configuration."""
+
+
 def resolve_cluster(kubeconfig: Optional[str], context: str) -> KubeCluster:
     """The cluster of `context`, each file read once: with a $KUBECONFIG list, the first file
-    that defines the context (the provider takes a single file), else the first file."""
+    that defines the context (the provider takes a single file; missing files of the list are
+    skipped, as kubectl does). Raises KubeconfigError when no file defines it."""
     paths = kubeconfig_paths(kubeconfig)
-    docs = []
+    read: list[tuple[str, list[str], Optional[str]]] = []  # (file, its contexts, why unusable)
     for path in paths:
-        doc = _load(path)
-        if context in _named(doc, "contexts", "context"):
+        doc, why = _load(path)
+        contexts = _named(doc, "contexts", "context")
+        if context in contexts:
             return KubeCluster(path, context, _context_cluster(doc, context))
-        docs.append(doc)
-    return KubeCluster(paths[0], context, _context_cluster(docs[0], context))
+        read.append((path, sorted(str(c) for c in contexts if c is not None), why))
+    raise KubeconfigError(_not_defined(kubeconfig, context, read))
+
+
+def _not_defined(kubeconfig: Optional[str], context: str,
+                 read: list[tuple[str, list[str], Optional[str]]]) -> str:
+    """Why no file gives `context`: the setting to fix, the files read and the contexts they define."""
+    if kubeconfig and read[0][2]:
+        return (f"{CONFIG_NAMESPACE}:kubeconfig: {kubeconfig!r} {read[0][2]}; expected a kubeconfig "
+                f"file that defines context {context!r}")
+    start = f"{CONFIG_NAMESPACE}:kubeContext: {context!r} is not a context of "
+    if len(read) == 1:
+        path, contexts, why = read[0]
+        source = " ($KUBECONFIG)" if not kubeconfig and os.environ.get("KUBECONFIG") else ""
+        hint = "" if kubeconfig or source else \
+            f" (the default kubeconfig; set {CONFIG_NAMESPACE}:kubeconfig or $KUBECONFIG to the file that defines it)"
+        found = f": the file {why}" if why else f"; its contexts: {', '.join(contexts) or 'none'}"
+        return f"{start}{path}{source}{found}{hint}"
+    files = ", ".join(f"{path} ({why})" if why else f"{path} (contexts: {', '.join(contexts) or 'none'})"
+                      for path, contexts, why in read)
+    return f"{start}any file of $KUBECONFIG: {files}"
 
 
 def _context_cluster(doc: dict[str, Any], context: str) -> Mapping[str, Any]:

@@ -12,16 +12,15 @@ from .datacenter import cluster, common_outputs, install
 from .federation_secret import read_federation_secret
 from .gossip_key import GossipEncryptionKey
 from .helm_values import primary_values
-from .kube_cluster import resolve_cluster
+from .kube_cluster import KubeCluster
 
 
 class PrimaryDatacenter(pulumi.ComponentResource):
     """dc1: Consul with createFederationSecret, exporting that secret for the secondaries."""
 
-    def __init__(self, name: str, cfg: DatacenterConfig,
+    def __init__(self, name: str, cfg: DatacenterConfig, kube: KubeCluster,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("consul-federation:index:PrimaryDatacenter", name, None, opts)
-        kube = resolve_cluster(cfg.kubeconfig, cfg.kube_context)
         provider, namespace = cluster(name, cfg, kube, self)
         needs = []
         gossip_outputs = {}

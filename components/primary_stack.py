@@ -28,8 +28,16 @@ class CheckedPrimary:
     datacenter: str
 
 
-def primary_problems(cfg: DatacenterConfig, values: Mapping[str, Any]) -> list[str]:
-    """Every reason `cfg` cannot join the primary whose outputs are `values` (None = missing)."""
+def primary_problems(cfg: DatacenterConfig, values: Mapping[str, Any], this_stack: bool = False) -> list[str]:
+    """Every reason `cfg` cannot join the primary whose outputs are `values` (None = missing);
+    `this_stack`: primaryStack names the stack being run."""
+    if this_stack:
+        return [f"consul-federation:primaryStack: {cfg.primary_stack!r} is this stack; set it to the "
+                "primary's stack (the one with role: primary)"]
+    if values.get(outputs.ROLE) == "secondary":
+        return [f"consul-federation:primaryStack: {cfg.primary_stack!r} is the stack of the secondary "
+                f"{values.get(outputs.DATACENTER)!r}, not of the primary; set it to the primary's stack "
+                "(the one with role: primary)"]
     deploy_first = f"deploy the primary first: pulumi up -s {StackRef.parse(cfg.primary_stack).stack}"
     missing = [key for key in outputs.REQUIRED_FROM_PRIMARY if values.get(key) is None]
     if missing:
@@ -59,10 +67,16 @@ def primary_problems(cfg: DatacenterConfig, values: Mapping[str, Any]) -> list[s
 async def _read_outputs(ref: pulumi.StackReference) -> dict[str, Any]:
     """The outputs the checks need, secret or not, as plain values (only the checks see them)."""
     values = {}
-    for key in outputs.REQUIRED_FROM_PRIMARY:
+    for key in (*outputs.REQUIRED_FROM_PRIMARY, outputs.ROLE):
         details = await ref.get_output_details(key)
         values[key] = details.value if details.value is not None else details.secret_value
     return values
+
+
+def _names_this_stack(reference: str) -> bool:
+    """Whether a stack reference names the stack being run (which has no primary's outputs)."""
+    ref = StackRef.parse(reference)
+    return ref.names(pulumi.get_project(), pulumi.get_stack()) and ref.org in (None, pulumi.get_organization())
 
 
 def checked_primary(ref: pulumi.StackReference, cfg: DatacenterConfig,
@@ -73,7 +87,7 @@ def checked_primary(ref: pulumi.StackReference, cfg: DatacenterConfig,
     """
     async def check() -> CheckedPrimary:
         values = await _read_outputs(ref)
-        errors = primary_problems(cfg, values)
+        errors = primary_problems(cfg, values, _names_this_stack(cfg.primary_stack))
         if errors:
             raise ConfigError(errors)
         primary_chart = str(values[outputs.CHART_VERSION])

@@ -11,7 +11,7 @@ from .settings import DatacenterConfig
 from .datacenter import cluster, common_outputs, install
 from .federation_secret import copy_federation_secret
 from .helm_values import secondary_values
-from .kube_cluster import k8s_auth_method_host, resolve_cluster
+from .kube_cluster import KubeCluster, k8s_auth_method_host
 from .primary_stack import checked_primary
 
 
@@ -22,13 +22,12 @@ class SecondaryDatacenter(pulumi.ComponentResource):
     provider), so a secondary that cannot join creates nothing in its cluster.
     """
 
-    def __init__(self, name: str, cfg: DatacenterConfig,
+    def __init__(self, name: str, cfg: DatacenterConfig, kube: KubeCluster,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("consul-federation:index:SecondaryDatacenter", name, None, opts)
         ref = pulumi.StackReference(f"{name}-primary", stack_name=cfg.primary_stack,
                                     opts=pulumi.ResourceOptions(parent=self))
         primary = checked_primary(ref, cfg, self)
-        kube = resolve_cluster(cfg.kubeconfig, cfg.kube_context)
         provider, namespace = cluster(name, cfg, kube, self, after=primary)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider)
         federation_secret = copy_federation_secret(

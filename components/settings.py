@@ -31,6 +31,8 @@ GOSSIP_KEY_GENERATION_RANGE = (0, 1_000_000)
 ROLES = ("primary", "secondary")
 MESH_GATEWAY_MODES = ("local", "remote")
 SERVICE_TYPES = ("LoadBalancer", "NodePort", "ClusterIP")
+# Kubernetes' default --service-node-port-range: the API server refuses a nodePort outside it.
+DEFAULT_NODE_PORT_RANGE = "30000-32767"
 
 # Kubernetes object names built from globalName get suffixes of up to 25 characters
 # ("-create-federation-secret"), and Kubernetes caps names used as labels at 63.
@@ -78,6 +80,22 @@ def chart_repo(value: str) -> Optional[str]:
     return None
 
 
+def port_range(value: str) -> Optional[tuple[int, int]]:
+    """(first, last) of a range written as the API server's --service-node-port-range, or None."""
+    match = re.match(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$", value)
+    if not match:
+        return None
+    first, last = int(match.group(1)), int(match.group(2))
+    return (first, last) if 1 <= first <= last <= 65535 else None
+
+
+def node_port_range(value: str) -> Optional[str]:
+    if port_range(value) is None:
+        return ("expected the cluster's NodePort range as its API server's --service-node-port-range "
+                f"gives it, first-last within 1-65535 (Kubernetes' default: {DEFAULT_NODE_PORT_RANGE})")
+    return None
+
+
 def host(value: str) -> Optional[str]:
     if not _HOST.match(value):
         return "expected a host name or IP address without scheme or port"
@@ -122,6 +140,8 @@ class MeshGatewayConfig:
     mode: str = setting("mode", "choice", "local", choices=MESH_GATEWAY_MODES)
     service_type: str = setting("serviceType", "choice", "LoadBalancer", choices=SERVICE_TYPES)
     node_port: Optional[int] = setting("nodePort", "number", None, bounds=(1, 65535))
+    # The cluster's range, so that a nodePort outside it fails the preview rather than the Release.
+    node_port_range: str = setting("nodePortRange", "text", DEFAULT_NODE_PORT_RANGE, check=node_port_range)
     replicas: int = setting("replicas", "number", 1, bounds=(1, 100))
     wan_address: Optional[str] = setting("wanAddress", "text", None, check=host)
 

@@ -1,7 +1,8 @@
 """A stack's settings, read from where they live: the engine's config (the program, under
 ``pulumi up``) or the Automation API (the operator commands). Both give (raw values, the keys set
-as secrets) with each value as ``settings.setting_value`` makes it, for ``config.parse_config``;
-the stack files read by the operator commands (``federation/stacks.py``) follow the same rule.
+as secrets) with each value as ``settings.setting_value`` makes it, for ``config.parse_config``
+(``parse_with_cluster`` under the engine, which also resolves the kubeconfig); the stack files
+read by the operator commands (``federation/stacks.py``) follow the same rule.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from typing import Any
 
 import pulumi
 
-from .config import parse_config
+from .config import parse_with_cluster
+from .kube_cluster import KubeCluster
 from .constants import CONFIG_NAMESPACE
 from .settings import KEYS, DatacenterConfig, setting_value
 
@@ -37,9 +39,10 @@ def read_stack_config() -> tuple[dict[str, Any], frozenset[str]]:
     return raw, secret
 
 
-def load_config() -> DatacenterConfig:
-    """Read and validate this stack's configuration (raises ConfigError)."""
-    return parse_config(*read_stack_config())
+def load_config() -> tuple[DatacenterConfig, KubeCluster]:
+    """Read and validate this stack's configuration, and resolve its cluster from the kubeconfig
+    (raises ConfigError with every problem of both)."""
+    return parse_with_cluster(*read_stack_config())
 
 
 def automation_config(stack: Any) -> tuple[dict[str, Any], frozenset[str]]:

@@ -58,6 +58,15 @@ def _primary_ref_problem(name: str, ref: object, project: str, primary: str) -> 
     return None
 
 
+def _shared_datacenter_problem(datacenter: str, stacks: list[str]) -> str:
+    """Consul routes between datacenters by name (WAN federation, mesh gateways), so two of one
+    name cannot both be reached; each stack is one program run, so only the plan sees them all."""
+    files = [f"Pulumi.{s}.yaml" for s in stacks]
+    files_text = f"{', '.join(files[:-1])} and {files[-1]}"
+    return (f"{files_text}: consul-federation:datacenter is {datacenter!r} in {len(stacks)} stacks; every "
+            "datacenter of a federation needs its own name: give each stack its own")
+
+
 def plan(project_dir: str, only: Optional[Iterable[str]] = None) -> Plan:
     """Check the stack files before anything runs; raises Refused listing every problem."""
     try:
@@ -75,12 +84,15 @@ def plan(project_dir: str, only: Optional[Iterable[str]] = None) -> Plan:
                         f"the stacks of this project are {', '.join(names)}")
     roles: dict[str, str] = {}
     refs: dict[str, object] = {}
+    datacenters: dict[str, list[str]] = {}  # datacenter name -> the stacks that set it
     for name in names:
         try:
             raw = stack_files.read_stack(project_dir, name).raw
         except stack_files.StackFileError as exc:
             problems.append(str(exc))
             continue
+        if isinstance(raw.get("datacenter"), str) and raw["datacenter"]:
+            datacenters.setdefault(raw["datacenter"], []).append(name)
         role = raw.get("role")
         if role not in ROLES:
             problems.append(f"Pulumi.{name}.yaml: consul-federation:role is {role!r}; set it to primary "
@@ -100,6 +112,7 @@ def plan(project_dir: str, only: Optional[Iterable[str]] = None) -> Plan:
     if len(primaries) == 1:
         problems.extend(p for p in (_primary_ref_problem(s, refs[s], project, primaries[0])
                                     for s in secondaries) if p)
+    problems.extend(_shared_datacenter_problem(dc, stacks) for dc, stacks in datacenters.items() if len(stacks) > 1)
     if problems:
         raise Refused(problems)
     return Plan(project, primaries[0], secondaries, frozenset(only or names))

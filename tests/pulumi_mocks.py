@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Callable, Optional, Union
 
 import pulumi
 
+from components.stack_ref import DEFAULT_ORG
 from stack_matrix import PRIMARY_REF, Case
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -252,7 +253,9 @@ def run_program(config: dict[str, Any], stack: str = "dc1", *,
     # As the language host does: a failed Output nobody awaited is expected when a check fails.
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     pulumi.runtime.reset_options(project=PROJECT, stack=stack)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger)
+    # The organization a file backend gives every stack (the engine passes it to the program).
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger,
+                             organization=DEFAULT_ORG)
     full = {(k if ":" in k else f"{PROJECT}:{k}"): v if isinstance(v, str) else json.dumps(v)
             for k, v in config.items()}
     pulumi.runtime.set_all_config(full, [f"{PROJECT}:{k}" for k in secret_keys])

@@ -78,6 +78,14 @@ users:
     return str(path)
 
 
+def write_contexts(path: Any, contexts: Any) -> str:
+    """A kubeconfig at `path` defining `contexts`, whose clusters it does not describe (no server:
+    nothing to probe, k8sAuthMethodHost derived from the Endpoints); returns its path."""
+    items = "".join(f"- name: {c}\n  context: {{cluster: {c}, user: u}}\n" for c in contexts)
+    path.write_text(f"apiVersion: v1\nkind: Config\ncontexts:\n{items}")
+    return str(path)
+
+
 def _pair(name: str, **extra: Any) -> list[Case]:
     p = primary(**extra)
     return [Case(f"{name}-dc1", p), Case(f"{name}-dc2", secondary(**extra), p)]

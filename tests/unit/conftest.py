@@ -1,15 +1,25 @@
 """The unit tier touches no network: the program's reachability check of each cluster's API
 server (``components.kube_cluster.probe_api_server``) is replaced by ``Probes``, which answers
-"reachable" unless a test sets an answer for a server URL, and records every call."""
+"reachable" unless a test sets an answer for a server URL, and records every call.
+
+The program resolves its kubeContext in the kubeconfig at preview: ``$KUBECONFIG`` is, for the
+whole tier, a file defining the contexts the stack cases name (``CONTEXTS``), none with a server
+(so no probe, and k8sAuthMethodHost derived from the Endpoints), unless a test writes its own."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
 import pytest
 
 from components import kube_cluster
+
+from stack_matrix import write_contexts
+
+# Every context a unit test's stack names without a kubeconfig of its own.
+CONTEXTS = ("dc1", "dc2", "dc3", "east", "x")
 
 
 @dataclass
@@ -27,3 +37,26 @@ def probes(monkeypatch) -> Probes:
     fake = Probes()
     monkeypatch.setattr(kube_cluster, "probe_api_server", fake)
     return fake
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kubeconfig_file(tmp_path_factory) -> str:
+    """The tier's kubeconfig, as $KUBECONFIG (session-wide: module-scoped runs need it too)."""
+    path = write_contexts(tmp_path_factory.mktemp("kube") / "config", CONTEXTS)
+    saved = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = path
+    yield path
+    if saved is None:
+        os.environ.pop("KUBECONFIG", None)
+    else:
+        os.environ["KUBECONFIG"] = saved
+
+
+@pytest.fixture
+def no_engine(monkeypatch):
+    """Fails the test if anything would start the pulumi CLI."""
+    from pulumi import automation as auto
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the pulumi CLI was started")
+    monkeypatch.setattr(auto, "PulumiCommand", refuse)

@@ -101,6 +101,45 @@ def test_mesh_gateway_errors(gateway, key, expect):
     assert expect in message
 
 
+@pytest.mark.parametrize("gateway, value, port_range", [
+    ({"nodePort": 80}, 80, "30000-32767"),
+    ({"nodePort": 29999}, 29999, "30000-32767"),
+    ({"nodePort": 32768}, 32768, "30000-32767"),
+    ({"nodePort": 30001, "nodePortRange": "20000-22767"}, 30001, "20000-22767"),
+])
+def test_node_port_outside_the_clusters_range(gateway, value, port_range):
+    """The API server refuses a nodePort outside its --service-node-port-range: the preview does."""
+    assert only_error(primary(meshGateway={"serviceType": "NodePort", **gateway})) == (
+        f"consul-federation:meshGateway.nodePort: {value} is not valid; expected a port in the cluster's "
+        f"NodePort range {port_range} (the API server refuses any other; Kubernetes' default "
+        "--service-node-port-range is 30000-32767: set meshGateway.nodePortRange if the cluster's differs)")
+
+
+@pytest.mark.parametrize("gateway, port", [
+    ({"nodePort": 30000}, 30000),
+    ({"nodePort": "32767"}, 32767),
+    ({"nodePort": 80, "nodePortRange": "1-1000"}, 80),
+    ({"nodePort": 20000, "nodePortRange": " 20000 - 20000 "}, 20000),
+])
+def test_node_port_inside_the_clusters_range(gateway, port):
+    assert parse_config(primary(meshGateway={"serviceType": "NodePort", **gateway})).mesh_gateway.node_port == port
+
+
+@pytest.mark.parametrize("value", ["30000", "32767-30000", "0-100", "30000-70000", "a-b", 30000])
+def test_node_port_range_must_be_a_range(value):
+    message = only_error(primary(meshGateway={"serviceType": "NodePort", "nodePort": 30001, "nodePortRange": value}))
+    assert message.startswith(f"consul-federation:meshGateway.nodePortRange: {value!r} is not valid; "
+                              "expected "), message
+
+
+def test_node_port_range_belongs_to_node_port_gateways():
+    assert only_error(primary(meshGateway={"nodePortRange": "30000-32767"})) == (
+        "consul-federation:meshGateway.nodePortRange: '30000-32767' is not valid; nodePortRange is only used "
+        "with serviceType NodePort (serviceType is 'LoadBalancer'); remove it")
+    message = only_error(primary(meshGateway={"serviceType": "NodePort", "nodePortRange": "20000-20999"}))
+    assert "(in the cluster's NodePort range, 20000-20999)" in message
+
+
 def test_node_port_required_with_node_port_service():
     message = only_error(primary(meshGateway={"serviceType": "NodePort"}))
     assert message.startswith("consul-federation:meshGateway.nodePort is required")
@@ -298,5 +337,5 @@ def test_every_setting_has_one_configuration_key():
                     "globalName", "chartVersion", "chartRepo", "chartPath", "acls", "gossipEncryption",
                     "meshGateway", "primaryStack", "k8sAuthMethodHost", "helmValues",
                     "releaseTimeoutSeconds", "gossipKeyGeneration")
-    assert MESH_GATEWAY_KEYS == ("mode", "serviceType", "nodePort", "replicas", "wanAddress")
+    assert MESH_GATEWAY_KEYS == ("mode", "serviceType", "nodePort", "nodePortRange", "replicas", "wanAddress")
     assert OBJECT_KEYS == ("meshGateway", "helmValues")

@@ -41,14 +41,6 @@ def secondary(dc: str, ref: str = PRIMARY_REF) -> dict:
     return {"role": "secondary", "datacenter": dc, "kubeContext": dc, "primaryStack": ref}
 
 
-@pytest.fixture
-def no_engine(monkeypatch):
-    """Fails the test if anything would start the pulumi CLI."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the pulumi CLI was started")
-    monkeypatch.setattr(stack_runner.auto, "PulumiCommand", refuse)
-
-
 def test_plan_of_a_federation(tmp_path):
     p = stack_plan.plan(str(project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2"), "dc3": secondary("dc3")})))
     assert (p.primary, p.secondaries, p.run_primary, p.run_secondaries) == ("dc1", ("dc2", "dc3"), True, ["dc2", "dc3"])
@@ -73,6 +65,12 @@ def test_plan_of_a_federation(tmp_path):
       "primary of this project is stack 'dc1'; set it to organization/consul-federation/dc1"]),
     ({"dc1": primary(), "dc2": {**secondary("dc2"), "role": "replica"}}, None,
      ["Pulumi.dc2.yaml: consul-federation:role is 'replica'; set it to primary (one stack) or secondary"]),
+    ({"dc1": primary(), "dc2": secondary("dc2"), "dc3": secondary("dc2")}, None,
+     ["Pulumi.dc2.yaml and Pulumi.dc3.yaml: consul-federation:datacenter is 'dc2' in 2 stacks; every "
+      "datacenter of a federation needs its own name: give each stack its own"]),
+    ({"dc1": primary(), "dc2": secondary("dc1"), "dc3": secondary("dc1")}, ["dc3"],
+     ["Pulumi.dc1.yaml, Pulumi.dc2.yaml and Pulumi.dc3.yaml: consul-federation:datacenter is 'dc1' in 3 "
+      "stacks; every datacenter of a federation needs its own name: give each stack its own"]),
 ])
 def test_bad_input_is_refused_with_what_to_change(tmp_path, stacks, only, expected):
     with pytest.raises(stack_plan.Refused) as refused:

@@ -427,14 +427,17 @@ def test_an_unreachable_cluster_names_its_context_server_and_what_to_check(tmp_p
         "re-created cluster often has a new address or port)"))]
 
 
-def test_a_cluster_that_refuses_verifys_reads_says_which_and_what_to_check():
+def test_a_cluster_that_refuses_verifys_reads_says_which_and_what_to_check(tmp_path):
+    from stack_matrix import write_contexts
+
+    kubeconfig = write_contexts(tmp_path / "kubeconfig", ["ctx"])
     dc = FakeDatacenter(cfg())
-    dc.kube = access.resolve_cluster("/nonexistent/kubeconfig", "ctx")
+    dc.kube = access.resolve_cluster(kubeconfig, "ctx")
     denied = ApiException(status=403, reason="Forbidden")
     denied.body = '{"kind":"Status","message":"statefulsets.apps is forbidden: User \\"ci\\" cannot get"}'
     [got] = v._unreachable(dc, denied)
     assert got.detail == (
-        "the Kubernetes API server of context ctx (no server in the kubeconfig; kubeconfig /nonexistent/kubeconfig) "
+        f"the Kubernetes API server of context ctx (no server in the kubeconfig; kubeconfig {kubeconfig}) "
         "answered 403 Forbidden: statefulsets.apps is forbidden: User \"ci\" cannot get. Check the context's "
         "credentials and that its user may read namespace consul")
 

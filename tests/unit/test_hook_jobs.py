@@ -15,7 +15,7 @@ from components import hook_jobs
 from components.hook_jobs import failed_hook_lines, finished, leftover_hook_jobs
 from components.kube_cluster import KubeCluster
 from pulumi_mocks import LoopProbe, call_hook, run_hook, run_program
-from stack_matrix import primary
+from stack_matrix import primary, write_contexts
 
 pytestmark = pytest.mark.unit
 
@@ -90,10 +90,11 @@ def the_hook(namespace: str = "consul", release: str = "consul") -> pulumi.Resou
     return hook_jobs.delete_leftover_hook_jobs("dc1-consul", KubeCluster("/k/config", "dc1", {}), namespace, release)
 
 
-def test_the_release_deletes_leftover_hook_jobs_before_an_update(monkeypatch, api):
+def test_the_release_deletes_leftover_hook_jobs_before_an_update(monkeypatch, api, tmp_path):
     """The Release of every stack carries the hook, bound to its kubeconfig, context, namespace
     and release; it deletes exactly the leftovers and says which."""
-    run = run_program(primary(namespace="mesh", releaseName="hc", kubeconfig="/k/config"),
+    path = write_contexts(tmp_path / "config", ["dc1"])
+    run = run_program(primary(namespace="mesh", releaseName="hc", kubeconfig=path),
                       federation={"mesh/consul-federation": {}})
     (release,) = [r for r in run.registrations if r.type == "kubernetes:helm.sh/v3:Release"]
     (hook,) = release.before_update_hooks
@@ -111,8 +112,8 @@ def test_the_release_deletes_leftover_hook_jobs_before_an_update(monkeypatch, ap
     monkeypatch.setattr(hook_jobs, "delete_jobs", delete_jobs)
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
     run_hook(hook, hook_args())
-    assert read == [(api, "mesh", "hc")]
-    assert deleted == [(api, "mesh", ["consul-create-federation-secret"])]
+    assert read == [(("api", path, "dc1"), "mesh", "hc")]
+    assert deleted == [(("api", path, "dc1"), "mesh", ["consul-create-federation-secret"])]
     assert warned == ["deleted hook Job mesh/consul-create-federation-secret (Failed: BackoffLimitExceeded: "
                       "Job has reached the specified backoff limit), which a failed Helm operation of this "
                       "release left behind: Helm could not create it again otherwise"]
@@ -139,12 +140,12 @@ def test_a_cluster_that_cannot_be_read_does_not_block_the_upgrade(monkeypatch, a
                       "(context dc1): ConnectionRefusedError"]
 
 
-def test_the_hook_leaves_the_loop_free_while_it_reads_the_cluster(monkeypatch, api):
+def test_the_hook_leaves_the_loop_free_while_it_reads_the_cluster(monkeypatch, api, tmp_path):
     """The SDK runs hooks on its asyncio loop, which also answers the engine: while the hook
     waits for the API server, another coroutine on that loop runs."""
     probe = LoopProbe([])
     monkeypatch.setattr(hook_jobs, "read_release_jobs", probe.read)
-    run = run_program(primary(kubeconfig="/k/config"))
+    run = run_program(primary(kubeconfig=write_contexts(tmp_path / "config", ["dc1"])))
     (hook,) = run.one("kubernetes:helm.sh/v3:Release").before_update_hooks
     run_hook(hook, hook_args(), probe.alongside)
     assert probe.waited == [True]

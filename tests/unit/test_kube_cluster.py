@@ -10,10 +10,11 @@ import threading
 import pytest
 
 from components import kube_cluster
-from components.kube_cluster import (REACHABILITY_TIMEOUT, ClusterUnreachable, goes_through_proxy, require_reachable,
-                                     resolve_cluster)
+from components.config import ConfigError
+from components.kube_cluster import (REACHABILITY_TIMEOUT, ClusterUnreachable, KubeCluster, KubeconfigError,
+                                     goes_through_proxy, require_reachable, resolve_cluster)
 from pulumi_mocks import ProgramFailed, primary_outputs, run_program
-from stack_matrix import PRIMARY_REF, primary, secondary, write_kubeconfig
+from stack_matrix import PRIMARY_REF, primary, secondary, write_contexts, write_kubeconfig
 
 pytestmark = pytest.mark.unit
 
@@ -99,7 +100,7 @@ def test_unreachable_names_the_context_the_server_and_what_to_check(tmp_path, pr
 
 
 def test_no_server_or_a_proxy_skips_the_check(tmp_path, probes, monkeypatch):
-    require_reachable(resolve_cluster(str(tmp_path / "missing"), "dc2"))  # the provider reports the unknown context
+    require_reachable(KubeCluster(str(tmp_path / "kubeconfig"), "dc2", {}))  # the context's cluster has no server
     require_reachable(resolve_cluster(
         kubeconfig(tmp_path, "https://10.9.8.7:6443", **{"proxy-url": "http://proxy:3128"}), "dc2"))
     assert probes.calls == []
@@ -198,3 +199,77 @@ def test_a_kubeconfig_list_is_read_once_per_file(tmp_path, opened):
                       env={"KUBECONFIG": f"{other}:{path}"})
     assert [p for p in opened if p in (str(other), path)] == [str(other), path]
     assert run.one("pulumi:providers:kubernetes").inputs["kubeconfig"] == path
+
+
+# --- A kubeContext the kubeconfig does not define: a configuration error at preview -----------
+
+def test_a_context_the_kubeconfig_lacks_names_the_file_and_its_contexts(tmp_path):
+    path = write_contexts(tmp_path / "config", ["kind-dc1", "kind-dc2"])
+    with pytest.raises(KubeconfigError) as info:
+        resolve_cluster(path, "kind-dc9")
+    assert str(info.value) == (f"consul-federation:kubeContext: 'kind-dc9' is not a context of {path}; "
+                               "its contexts: kind-dc1, kind-dc2")
+
+
+@pytest.mark.parametrize("content, why", [
+    (None, "does not exist"),
+    ("contexts: [\n", "cannot be read as a kubeconfig: ParserError"),
+    ("- a list\n", "is not a kubeconfig (not a YAML mapping)"),
+])
+def test_a_kubeconfig_setting_that_is_no_kubeconfig_is_named(tmp_path, content, why):
+    path = tmp_path / "config"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(KubeconfigError) as info:
+        resolve_cluster(str(path), "dc1")
+    message = str(info.value)
+    assert message.startswith(f"consul-federation:kubeconfig: '{path}' {why}"), message
+    assert message.endswith("; expected a kubeconfig file that defines context 'dc1'")
+
+
+def test_without_a_kubeconfig_setting_the_default_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(KubeconfigError) as info:
+        resolve_cluster(None, "dc1")
+    assert str(info.value) == (
+        f"consul-federation:kubeContext: 'dc1' is not a context of {tmp_path}/.kube/config: the file does "
+        "not exist (the default kubeconfig; set consul-federation:kubeconfig or $KUBECONFIG to the file "
+        "that defines it)")
+
+
+def test_every_file_of_kubeconfig_env_is_named(tmp_path, monkeypatch):
+    """Missing files of the list are skipped (kubectl's rule) when another defines the context."""
+    a = write_contexts(tmp_path / "a", ["kind-dc1"])
+    b = write_contexts(tmp_path / "b", ["dc2"])
+    monkeypatch.setenv("KUBECONFIG", f"{a}:{tmp_path}/none:{b}")
+    assert resolve_cluster(None, "dc2").kubeconfig == b
+    with pytest.raises(KubeconfigError) as info:
+        resolve_cluster(None, "dc9")
+    assert str(info.value) == (f"consul-federation:kubeContext: 'dc9' is not a context of any file of "
+                               f"$KUBECONFIG: {a} (contexts: kind-dc1), {tmp_path}/none (does not exist), "
+                               f"{b} (contexts: dc2)")
+
+
+@pytest.mark.parametrize("role", ["primary", "secondary"])
+def test_an_unknown_context_is_a_config_error_among_the_others_before_anything_registers(tmp_path, role):
+    """The program refuses it with the other configuration errors, before the primary's stack
+    reference or any provider reaches the engine (`pulumi preview` fails the same way)."""
+    path = write_contexts(tmp_path / "config", ["kind-dc1", "kind-dc2"])
+    config = (primary if role == "primary" else secondary)(kubeContext="kind-dc9", kubeconfig=path, releaseName="Bad!")
+    with pytest.raises(ProgramFailed) as info:
+        run_program(config, config["datacenter"], stacks={PRIMARY_REF: primary_outputs()})
+    assert isinstance(info.value.error, ConfigError)
+    assert [e.split(":")[1] for e in info.value.error.errors] == ["releaseName", "kubeContext"]
+    assert info.value.error.errors[1] == (f"consul-federation:kubeContext: 'kind-dc9' is not a context of "
+                                          f"{path}; its contexts: kind-dc1, kind-dc2")
+    assert info.value.engine == []
+
+
+def test_a_missing_kubeconfig_file_is_a_config_error_of_the_program(tmp_path):
+    with pytest.raises(ProgramFailed) as info:
+        run_program(primary(kubeconfig=str(tmp_path / "nowhere")))
+    assert info.value.error.errors == [
+        f"consul-federation:kubeconfig: '{tmp_path}/nowhere' does not exist; expected a kubeconfig file "
+        "that defines context 'dc1'"]
+    assert info.value.engine == []

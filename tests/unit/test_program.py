@@ -192,6 +192,23 @@ def test_every_disagreement_is_reported_at_once():
         "enabled in one datacenter it must be enabled in all: set the same value in both stacks"]
 
 
+def test_a_primary_stack_that_is_a_secondary_is_named_as_such():
+    """primaryStack naming another secondary (or this one, once deployed): its outputs say so."""
+    outputs = {**primary_outputs("dc3"), "role": "secondary"}
+    del outputs["federationSecret"]
+    assert secondary_failure(outputs=outputs).error.errors == [
+        "consul-federation:primaryStack: 'organization/consul-federation/dc1' is the stack of the secondary "
+        "'dc3', not of the primary; set it to the primary's stack (the one with role: primary)"]
+
+
+@pytest.mark.parametrize("reference", ["organization/consul-federation/dc2", "dc2", "organization/dc2"])
+def test_a_primary_stack_that_is_this_stack_is_refused(reference):
+    """Not 'deploy the primary first: pulumi up -s dc2', which would be this very stack."""
+    error = secondary_failure(secondary(primaryStack=reference), stacks={reference: {}}).error
+    assert error.errors == [f"consul-federation:primaryStack: {reference!r} is this stack; set it to the "
+                            "primary's stack (the one with role: primary)"]
+
+
 def test_federation_secret_missing_keys():
     outputs = primary_outputs()
     del outputs["federationSecret"]["replicationToken"]

@@ -103,16 +103,17 @@ def test_explain_names_only_unready_workloads_with_what_their_pods_lack():
                      "Secret consul-federation has no key 'serverConfigJSON'"]
 
 
-def test_the_release_explains_its_own_failure(monkeypatch, api):
+def test_the_release_explains_its_own_failure(monkeypatch, api, tmp_path):
     """The Release carries the error hook, bound to this stack's kubeconfig, context, namespace
     and release; when it fires it reads the cluster and logs what Helm's wait gave up on."""
     import pulumi
 
     from components import readiness
     from pulumi_mocks import run_program
-    from stack_matrix import primary
+    from stack_matrix import primary, write_contexts
 
-    run = run_program(primary(namespace="mesh", releaseName="hc", kubeconfig="/k/config"),
+    path = write_contexts(tmp_path / "config", ["dc1"])
+    run = run_program(primary(namespace="mesh", releaseName="hc", kubeconfig=path),
                       federation={"mesh/consul-federation": {}})
     (release,) = [r for r in run.registrations if r.type == "kubernetes:helm.sh/v3:Release"]
     (hook,) = release.error_hooks
@@ -126,7 +127,7 @@ def test_the_release_explains_its_own_failure(monkeypatch, api):
     args = pulumi.ErrorHookArgs(urn="u", id="", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
                                 failed_operation="create", errors=["context deadline exceeded"])
     assert run_hook(hook, args) is False  # Helm already waited the release timeout: no retry
-    assert seen == [(("api", "/k/config", "dc1"), "mesh", "hc")]
+    assert seen == [(("api", path, "dc1"), "mesh", "hc")]
     assert logged == ["Helm release mesh/hc (create) is not ready; Helm's wait gave up on:\n"
                       "  - StatefulSet mesh/x: 0 of 1 replicas ready",
                       "Helm release mesh/hc (create): failing containers (kubectl --context dc1 -n mesh "
@@ -186,19 +187,19 @@ def test_a_cluster_that_cannot_be_read_is_a_warning_not_a_second_error(monkeypat
                       "the failure: ConnectionRefusedError"]
 
 
-def test_the_error_hook_leaves_the_loop_free_while_it_reads_the_cluster(monkeypatch, api):
+def test_the_error_hook_leaves_the_loop_free_while_it_reads_the_cluster(monkeypatch, api, tmp_path):
     """The SDK runs hooks on its asyncio loop, which also answers the engine: while the error
     hook waits for the API server, another coroutine on that loop runs."""
     import pulumi
 
     from components import readiness
     from pulumi_mocks import run_program
-    from stack_matrix import primary
+    from stack_matrix import primary, write_contexts
 
     probe = LoopProbe(([], []))
     monkeypatch.setattr(readiness, "read_unready", probe.read)
     monkeypatch.setattr(readiness, "read_release_jobs", lambda *a: [])
-    run = run_program(primary(kubeconfig="/k/config"))
+    run = run_program(primary(kubeconfig=write_contexts(tmp_path / "config", ["dc1"])))
     (hook,) = run.one("kubernetes:helm.sh/v3:Release").error_hooks
     args = pulumi.ErrorHookArgs(urn="u", id="", name="dc1-consul", type="kubernetes:helm.sh/v3:Release",
                                 failed_operation="create", errors=["context deadline exceeded"])
