@@ -46,38 +46,30 @@ def _primary_datacenter(project: str, stack: stacks.StackFile) -> tuple[Optional
     return datacenter, None
 
 
-def _encrypted(project: str, names: list[str]) -> dict[str, dict[str, Any]]:
-    """stack -> its settings set with --secret (their encrypted text), for one side."""
-    found = {}
+def _read_side(project: str, names: list[str]) -> tuple[dict[str, stacks.StackFile], dict[str, str], set[str]]:
+    """(stack -> its file, stack -> why it cannot be read, stacks without a file) for one side."""
+    found, errors, absent = {}, {}, set()
     for name in names:
         try:
-            stack = stacks.read_stack(project, name)
-        except (FileNotFoundError, stacks.StackFileError):
-            continue  # reported by _requests
-        found[name] = {key: stack.raw[key] for key in stack.secret_keys}
-    return found
-
-
-def _requests(project: str, names: list[str], hidden: dict[str, set[str]]
-              ) -> tuple[dict[str, dict[str, Any]], dict[str, str], set[str]]:
-    """(stack -> evaluation request, stack -> error, stacks without a file) for one side; requests
-    as components/evaluation.py's contract describes them, without the `hidden` settings (set with
-    --secret on either side: the diff has no passphrase, and would show them if it had)."""
-    requests, errors, absent = {}, {}, set()
-    for name in names:
-        try:
-            stack = stacks.read_stack(project, name)
+            found[name] = stacks.read_stack(project, name)
         except FileNotFoundError:
             absent.add(name)
-            continue
         except stacks.StackFileError as exc:
             errors[name] = str(exc)
-            continue
+    return found, errors, absent
+
+
+def _requests(project: str, files: dict[str, stacks.StackFile], hidden: dict[str, set[str]]) -> dict[str, dict[str, Any]]:
+    """stack -> its evaluation request, as components/evaluation.py's contract describes it,
+    without the `hidden` settings (set with --secret on either side: the diff has no passphrase,
+    and would show them if it had)."""
+    requests = {}
+    for name, stack in files.items():
         datacenter, problem = _primary_datacenter(project, stack)
         settings = {key: value for key, value in stack.raw.items() if key not in hidden.get(name, ())}
         requests[name] = {"settings": settings, "primary_datacenter": datacenter,
                           "primary_problem": problem, "auth_host_placeholder": AUTH_HOST_PLACEHOLDER}
-    return requests, errors, absent
+    return requests
 
 
 def _start_evaluation(project: str, requests: dict[str, dict[str, Any]]) -> subprocess.Popen:
@@ -147,20 +139,20 @@ def _evaluate(result: Result, by_name: dict[str, StackDiff], sides: list[tuple[s
     missing chart's error once (four times the same helm error said nothing more), for the run."""
     names = list(by_name)
     missing: dict[str, None] = {}
-    base_secrets, head_secrets = (_encrypted(project, names) for _, project, _, _ in sides)
+    read = [_read_side(project, names) for _, project, _, _ in sides]
     hidden: dict[str, set[str]] = {}
     for name, stack in by_name.items():
-        before, after = base_secrets.get(name, {}), head_secrets.get(name, {})
+        before, after = ({key: side[0][name].raw[key] for key in side[0][name].secret_keys}
+                         if name in side[0] else {} for side in read)
         stack.secrets = {key: before.get(key) != after.get(key) for key in sorted(set(before) | set(after))}
         hidden[name] = set(stack.secrets)
     prepared = []
-    for label, project, attribute, exists in sides:
-        requests, errors, absent = _requests(project, names, hidden)
+    for (label, project, attribute, exists), (files, errors, absent) in zip(sides, read):
         for name, error in errors.items():
             by_name[name].errors.append(f"{label}: {error}")
         for name in absent:
             setattr(by_name[name], exists, False)
-        prepared.append((label, attribute, _start_evaluation(project, requests)))
+        prepared.append((label, attribute, _start_evaluation(project, _requests(project, files, hidden))))
     for label, attribute, process in prepared:
         try:
             evaluations = _finish_evaluation(process, label)
