@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measure the figures quoted in README's development section. Not a test: it prints numbers.
+# Measure the figures quoted in CONTRIBUTING.md, 'Figures'. Not a test: it prints numbers.
 #   bench/run.sh          warm tool check, each test tier, each Pulumi command of the integration tier
 #   bench/run.sh --cold   also a cold build of every tool into a scratch cache (about an hour on 2 cores)
 set -euo pipefail

@@ -141,7 +141,7 @@ def _check_chart_version(reader: _Reader, version: str) -> None:
     elif parsed < SUPPORTED_MINIMUM:
         reader.error("chartVersion", version,
                      f"this program supports Consul chart {fmt(SUPPORTED_MINIMUM)} or later, and CI "
-                     f"renders the {values_guard.rendered_lines_text()} lines (see README, 'Chart versions')")
+                     f"renders the {values_guard.rendered_lines_text()} lines (see docs/configuration.md, 'Chart versions')")
 
 
 def _chart_path_version(reader: _Reader, path: str) -> Optional[str]:

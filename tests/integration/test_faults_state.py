@@ -52,7 +52,7 @@ LOCKED = ("error: the stack is currently locked by 1 lock(s). Either wait for th
 NO_PRIMARY = ("consul-federation:primaryStack: stack 'organization/consul-federation/dc1' has no outputs "
               "datacenter, aclsEnabled, gossipEncryptionEnabled, chartVersion, federationSecret yet; deploy the "
               "primary first: pulumi up -s dc1")
-# README, "Recovering from an interrupted up": the commands after a kill, as a user with the quick
+# docs/operations.md, "Recovering from an interrupted up": the commands after a kill, as a user with the quick
 # start's kind contexts types them (here: context dc1 of the test kubeconfig; `pulumi up` asks
 # on a terminal, the test answers --yes).
 KILL_RECOVERY = [
@@ -62,7 +62,7 @@ KILL_RECOVERY = [
     "kubectl --context kind-dc1 -n consul delete secret sh.helm.release.v1.consul.v1",
     "pulumi up -s dc1",
 ]
-# README, "Destroyed the primary before its secondaries": the way back.
+# docs/operations.md, "Destroyed the primary before its secondaries": the way back.
 WRONG_ORDER_RECOVERY = ["python -m federation destroy", "python -m federation up"]
 timed = Timings()
 SEEN: list[dict[str, str]] = []  # every federation secret seen in a cluster (plaintext check at the end)
@@ -152,15 +152,16 @@ def orphans(project: Project) -> list[int]:
     return found
 
 
-def readme_section(title: str) -> str:
-    text = Path(ROOT, "README.md").read_text(encoding="utf-8")
+def operations_section(title: str) -> str:
+    """A section of docs/operations.md, whose commands these tests run as written."""
+    text = Path(ROOT, "docs", "operations.md").read_text(encoding="utf-8")
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start:end if end > 0 else None]
 
 
 def run_line(env: Federation, line: str) -> subprocess.CompletedProcess:
-    """One README command line, on the test's planes (context kind-dc1 is dc1 here)."""
+    """One command line of docs/operations.md, on the test's planes (context kind-dc1 is dc1 here)."""
     argv = shlex.split(line.replace("kind-dc1", "dc1"))
     if argv[:2] == ["pulumi", "up"]:
         argv.append("--yes")
@@ -178,7 +179,7 @@ def run_line(env: Federation, line: str) -> subprocess.CompletedProcess:
 
 
 def kubectl_by_api(env: Federation, argv: list[str]) -> subprocess.CompletedProcess:
-    """The two README kubectl lines through the API, for a machine without kubectl."""
+    """The two kubectl lines of docs/operations.md through the API, for a machine without kubectl."""
     print(f"\nno kubectl on PATH: {' '.join(argv)} through the Kubernetes API")
     core = env.core("dc1")
     if argv[5:7] == ["get", "secrets"]:
@@ -322,7 +323,7 @@ def test_ctrl_c_while_the_release_installs_leaves_a_failed_release_that_up_upgra
     assert any("context canceled" in e for e in release.get("initErrors") or []), release.get("initErrors")
     assert fed_secret(env, "dc1") is None  # the post-install hook never ran
 
-    # README: after Ctrl-C, `pulumi up -s dc1` again.
+    # docs/operations.md: after Ctrl-C, `pulumi up -s dc1` again.
     done = project.run("up", "--yes", "--skip-preview", stack="dc1", timeout=1200)
     timed("recovery: pulumi up -s dc1 after Ctrl-C", done.seconds)
     assert env.helm_history("dc1") == [(1, "superseded"), (2, "deployed")]
@@ -496,7 +497,7 @@ def test_killed_while_installing_leaves_a_lock_a_pending_create_and_a_stuck_rele
 
 def test_the_readme_sequence_recovers_the_killed_install(env):
     project = env.project
-    section = readme_section("Recovering from an interrupted up")
+    section = operations_section("Recovering from an interrupted up")
     for line in KILL_RECOVERY:
         assert line in section, line
     outputs = {}
@@ -510,11 +511,11 @@ def test_the_readme_sequence_recovers_the_killed_install(env):
     assert ca_digest(env) == CA_AT_KILL['re-up']  # the killed install's CA was kept
     assert pending(project, "dc1") == [] and locks(project) == []
     done = project.run("up", "--yes", "--expect-no-changes", stack="dc1", timeout=1200)
-    timed("second up dc1 after the README sequence (no changes)", done.seconds)
+    timed("second up dc1 after the documented sequence (no changes)", done.seconds)
 
 
 def test_re_up_of_the_secondary_copies_the_new_secret_but_its_servers_keep_the_old_ca(env):
-    """What the README warns about: dc1 came back with a NEW federation secret; `up` of dc2
+    """What docs/operations.md warns about: dc1 came back with a NEW federation secret; `up` of dc2
     replaces its copy byte for byte, but not the certificate its servers run with."""
     project = env.project
     before = digests(env)
@@ -540,11 +541,11 @@ def test_re_up_of_the_secondary_copies_the_new_secret_but_its_servers_keep_the_o
     assert digests(env)["dc3"] == before["dc3"]
 
 
-# ---- 1 and 5: SIGKILL during the README's way back, recovered by python -m federation up -------------
+# ---- 1 and 5: SIGKILL during the documented way back, recovered by python -m federation up -------------
 
 def test_killed_install_during_the_way_back_is_recovered_by_federation_up(env):
     project = env.project
-    section = readme_section("Destroyed the primary before its secondaries")
+    section = operations_section("Destroyed the primary before its secondaries")
     for line in WRONG_ORDER_RECOVERY:
         assert line in section, line
     done = env.cli("destroy")
