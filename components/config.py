@@ -20,7 +20,7 @@ from .chart_version import SUPPORTED_MINIMUM, fmt, parse_version
 from .constants import CONFIG_NAMESPACE
 from .kube_cluster import KubeCluster, KubeconfigError, error_summary, resolve_cluster
 from .settings import (DEFAULT_NODE_PORT_RANGE, KEYS, MESH_GATEWAY_KEYS, SECRET_CAPABLE, DatacenterConfig,
-                       MeshGatewayConfig, Spec, default_of, port_range, specs)
+                       MeshGatewayConfig, Spec, default_of, port_range, secret_refused, specs)
 
 _SECRET_NOT_SHOWN = "(secret value not shown)"
 
@@ -56,7 +56,9 @@ class _Reader:
         name = name or key
         value = source.get(key)
         if value is None or value == "":
-            if required:
+            # a setting set as a secret that a stack-file reader could not decrypt is set: whether
+            # it may be secret at all is _secret_settings' error
+            if required and name.split(".")[0] not in self.secret_keys:
                 self.errors.append(f"{CONFIG_NAMESPACE}:{name} is required but not set")
             return default
         if not isinstance(value, str):
@@ -241,12 +243,7 @@ def _gossip_key_generation(r: _Reader, role: Optional[str], gossip: bool, genera
 
 def _secret_settings(r: _Reader) -> frozenset[str]:
     """The secret settings this program can keep secret; any other one is an error."""
-    for key in sorted(r.secret_keys):
-        if key in KEYS and key not in SECRET_CAPABLE:
-            r.errors.append(
-                f"{CONFIG_NAMESPACE}:{key} is set as a secret, but it names objects and ends up in "
-                "resource names and URNs, which Pulumi never encrypts; set it without --secret "
-                f"(settings that can be secret: {', '.join(SECRET_CAPABLE)})")
+    r.errors.extend(filter(None, (secret_refused(key) for key in sorted(r.secret_keys))))
     return frozenset(r.secret_keys & set(SECRET_CAPABLE))
 
 

@@ -206,6 +206,15 @@ MESH_GATEWAY_KEYS = tuple(spec.key for _, spec in specs(MeshGatewayConfig))
 OBJECT_KEYS = tuple(spec.key for _, spec in specs(DatacenterConfig) if spec.kind == "object")
 
 
+def secret_refused(key: str) -> Optional[str]:
+    """Why `key` may not be set with --secret, or None when it may (or is no setting of ours)."""
+    if key not in KEYS or key in SECRET_CAPABLE:
+        return None
+    return (f"consul-federation:{key} is set as a secret, but it names objects and ends up in resource names "
+            f"and URNs, which Pulumi never encrypts; set it without --secret (settings that can be secret: "
+            f"{', '.join(SECRET_CAPABLE)})")
+
+
 def setting_value(key: str, value: Any) -> Any:
     """A setting's value as the program sees it, whatever it was read from (the engine's config,
     the Automation API, a stack file): an object setting as the object (JSON text decoded, as

@@ -21,6 +21,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
+from components.settings import secret_refused
+
 from . import evaluate, objdiff, render, report, revision, stacks
 from .diff_result import AUTH_HOST_PLACEHOLDER, EXIT_ERROR, Evaluated, Result, StackDiff
 
@@ -146,13 +148,22 @@ def _evaluate(result: Result, by_name: dict[str, StackDiff], sides: list[tuple[s
                          if name in side[0] else {} for side in read)
         stack.secrets = {key: before.get(key) != after.get(key) for key in sorted(set(before) | set(after))}
         hidden[name] = set(stack.secrets)
-    prepared = []
+    # A setting that may not be secret is refused by pulumi preview; without its value either
+    # side's code would only say that it is missing: such a stack is not evaluated at all.
+    refused: set[str] = set()
     for (label, project, attribute, exists), (files, errors, absent) in zip(sides, read):
         for name, error in errors.items():
             by_name[name].errors.append(f"{label}: {error}")
         for name in absent:
             setattr(by_name[name], exists, False)
-        prepared.append((label, attribute, _start_evaluation(project, _requests(project, files, hidden))))
+        for name, stack in files.items():
+            messages = [m for m in map(secret_refused, sorted(stack.secret_keys)) if m]
+            by_name[name].errors.extend(f"{label}: {message}" for message in messages)
+            refused.update([name] if messages else [])
+    prepared = []
+    for (label, project, attribute, _), (files, _, _) in zip(sides, read):
+        evaluated = {name: stack for name, stack in files.items() if name not in refused}
+        prepared.append((label, attribute, _start_evaluation(project, _requests(project, evaluated, hidden))))
     for label, attribute, process in prepared:
         try:
             evaluations = _finish_evaluation(process, label)

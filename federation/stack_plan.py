@@ -87,13 +87,19 @@ def plan(project_dir: str, only: Optional[Iterable[str]] = None) -> Plan:
     datacenters: dict[str, list[str]] = {}  # datacenter name -> the stacks that set it
     for name in names:
         try:
-            raw = stack_files.read_stack(project_dir, name).raw
+            stack = stack_files.read_stack(project_dir, name)
         except stack_files.StackFileError as exc:
             problems.append(str(exc))
             continue
+        raw = stack.raw
         if isinstance(raw.get("datacenter"), str) and raw["datacenter"]:
             datacenters.setdefault(raw["datacenter"], []).append(name)
         role = raw.get("role")
+        if "role" in stack.secret_keys:
+            problems.append(f"Pulumi.{name}.yaml: consul-federation:role is set as a secret; set it without "
+                            "--secret (pulumi config set role primary, or secondary): the operator commands "
+                            "read it without the passphrase")
+            continue
         if role not in ROLES:
             problems.append(f"Pulumi.{name}.yaml: consul-federation:role is {role!r}; set it to primary "
                             "(one stack) or secondary")

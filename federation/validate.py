@@ -23,7 +23,7 @@ from components.config import ConfigError, parse_config
 from components.config_warnings import config_warnings
 from components.helm_values import required_federation_keys
 from components.primary_stack import primary_problems
-from components.settings import DatacenterConfig
+from components.settings import SECRET_CAPABLE, DatacenterConfig
 
 from . import cli, stacks as stack_files
 
@@ -37,11 +37,12 @@ def _parsed(project_dir: str, name: str) -> tuple[Optional[DatacenterConfig], li
     # An encrypted value cannot be read here: the setting keeps its default for the checks that
     # involve it, and only its being secret is checked.
     raw = {key: value for key, value in stack.raw.items() if key not in stack.secret_keys}
+    unchecked = sorted(stack.secret_keys & set(SECRET_CAPABLE))  # any other secret is an error below
     try:
         with contextlib.chdir(project_dir):  # a relative chartPath is the project's, as under pulumi up
-            return parse_config(raw, stack.secret_keys), [], sorted(stack.secret_keys)
+            return parse_config(raw, stack.secret_keys), [], unchecked
     except ConfigError as exc:
-        return None, exc.errors, sorted(stack.secret_keys)
+        return None, exc.errors, unchecked
 
 
 def primary_outputs(primary: DatacenterConfig) -> dict[str, object]:

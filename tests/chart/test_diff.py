@@ -315,6 +315,18 @@ def test_a_setting_set_with_secret_is_shown_as_changed_and_never_rendered(projec
     assert "AAAA" not in out and "AAAA" not in report.markdown(result)
 
 
+
+def test_a_setting_that_may_not_be_secret_is_refused_by_name_not_as_missing(project):
+    """kubeContext set with --secret: pulumi preview refuses it, and so does the diff, naming the
+    rule (not "required but not set", which is all a side's code could say without the value)."""
+    edit(project, "Pulumi.dc1.yaml", "consul-federation:kubeContext: kind-dc1\n",
+         "consul-federation:kubeContext:\n    secure: v1:AAAA\n")
+    result = run(project, "dc1")
+    assert stack(result, "dc1").errors == [
+        "working tree: consul-federation:kubeContext is set as a secret, but it names objects and ends up in "
+        "resource names and URNs, which Pulumi never encrypts; set it without --secret (settings that can be "
+        "secret: helmValues, meshGateway, k8sAuthMethodHost, chartRepo)"]
+    assert result.exit_code == diff_result.EXIT_ERROR
 @pytest.mark.parametrize("commit", BEFORE_SEAM)
 def test_a_base_from_before_the_evaluation_seam_diffs_against_todays_program(tmp_path, commit):
     """A pull request whose base is a real older revision of this repository (no

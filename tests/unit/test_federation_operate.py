@@ -65,6 +65,9 @@ def test_plan_of_a_federation(tmp_path):
       "primary of this project is stack 'dc1'; set it to organization/consul-federation/dc1"]),
     ({"dc1": primary(), "dc2": {**secondary("dc2"), "role": "replica"}}, None,
      ["Pulumi.dc2.yaml: consul-federation:role is 'replica'; set it to primary (one stack) or secondary"]),
+    ({"dc1": primary(), "dc2": {**secondary("dc2"), "role": {"secure": "v1:AAAA"}}}, None,
+     ["Pulumi.dc2.yaml: consul-federation:role is set as a secret; set it without --secret (pulumi config "
+      "set role primary, or secondary): the operator commands read it without the passphrase"]),
     ({"dc1": primary(), "dc2": secondary("dc2"), "dc3": secondary("dc2")}, None,
      ["Pulumi.dc2.yaml and Pulumi.dc3.yaml: consul-federation:datacenter is 'dc2' in 2 stacks; every "
       "datacenter of a federation needs its own name: give each stack its own"]),
