@@ -19,7 +19,7 @@ from kubernetes import client, config as kube_config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError, TimeoutError as TransportTimeout
 
-from components.config import parse_config
+from components.config import ConfigError, parse_config
 from components.constants import GOSSIP_SECRET_KEY
 from components.kube_cluster import resolve_cluster
 from components.settings import DatacenterConfig
@@ -37,6 +37,9 @@ KEYRING_ATTEMPTS = 3
 TIMEOUT = 10
 # What a request that never got an HTTP answer raises (timeouts, refused connections).
 NETWORK_ERRORS = (OSError, TransportError)
+# What a stack's settings or kubeconfig raise when they give no cluster (KubeconfigError is a
+# ValueError): a configuration to fix, not a failure of the cluster.
+CONFIG_ERRORS = (ConfigError, kube_config.ConfigException, ValueError)
 
 
 def network_cause(exc: BaseException) -> str:

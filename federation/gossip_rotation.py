@@ -137,6 +137,17 @@ def keyring_lines(rings: list[Ring]) -> list[str]:
     return lines
 
 
+def _datacenter(runner: Runner, name: str) -> access.Datacenter:
+    """A stack's cluster, or RotationRefused naming the stack when its configuration or kubeconfig
+    does not give one (every datacenter is resolved before the first step)."""
+    try:
+        return access.Datacenter(name, access.load_config(runner, name))
+    except auto.errors.StackNotFoundError:
+        raise RotationRefused(f"stack {name} does not exist in the backend yet: python -m federation up creates it")
+    except access.CONFIG_ERRORS as exc:
+        raise RotationRefused(f"stack {name}: {str(exc).strip()}")
+
+
 class Rotation:
     """The primary's cluster, its stack, and every secondary's copy, for one run."""
 
@@ -145,8 +156,7 @@ class Rotation:
         self.runner = runner
         self.project_dir = project_dir
         self.gate_timeout = gate_timeout
-        self.dcs = {name: access.Datacenter(name, access.load_config(runner, name))
-                    for name in [p.primary, *p.secondaries]}
+        self.dcs = {name: _datacenter(runner, name) for name in [p.primary, *p.secondaries]}
         self.primary = self.dcs[p.primary]
         if not self.primary.cfg.gossip_encryption:
             raise RotationRefused(f"the primary {p.primary} has gossipEncryption: false: there is no key to rotate")

@@ -31,11 +31,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Collection, Optional
 
-from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 from pulumi import automation as auto
 
-from components.config import ConfigError
 from components.helm_values import advertised_port
 from components.readiness import workload_readiness
 from components.settings import DatacenterConfig
@@ -354,7 +352,7 @@ def collect(p: Plan, runner: Runner, kubernetes_only: bool,
                             f"stack {name} does not exist in the backend yet: python -m federation up creates it"))
         except auto.errors.CommandError as exc:
             rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED, cli_error(exc)[:400]))
-        except (ConfigError, kube_config.ConfigException, ValueError) as exc:
+        except access.CONFIG_ERRORS as exc:
             rows.append(Row(name, name, "stack configuration", KUBERNETES, FAILED, str(exc).strip()[:400]))
     rows = [r for r in rows if r.stack in p.selected]
     primary = dcs.get(p.primary)

@@ -78,3 +78,23 @@ def test_keyring_lines_show_fingerprints_never_keys():
     assert lines[0].startswith("WAN ") and lines[1].startswith("dc1 LAN") and lines[2].startswith("dc2 LAN")
     assert "on 3/3 (primary on 3)" in lines[0] and "on 2/3" in lines[0]
     assert all(CUR not in line and NEXT not in line for line in lines)
+
+
+def test_a_stack_whose_kubeconfig_gives_no_cluster_is_refused_before_any_step(no_engine, capsys, tmp_path,
+                                                                                monkeypatch):
+    """Every datacenter is resolved before the first step: a missing kubeconfig refuses the run
+    by stack and file (exit 2), not with a traceback. Real: the kubeconfig resolution; played: the
+    engine's read of each stack's config."""
+    from components.config import parse_config
+    from federation import __main__ as cli, cluster_access
+    from test_federation_operate import primary, project, secondary
+
+    missing = tmp_path / "no-such-kubeconfig"
+    stacks = {"dc1": {**primary(), "kubeconfig": str(missing)}, "dc2": secondary("dc2")}
+    directory = project(tmp_path, stacks)
+    monkeypatch.setattr(cluster_access, "load_config", lambda runner, name: parse_config(stacks[name]))
+    code = cli.main(["rotate-gossip-key", "--project-dir", str(directory)])
+    assert code == 2
+    assert capsys.readouterr().err == (f"federation rotate-gossip-key: refused: stack dc1: consul-federation:"
+                                       f"kubeconfig: '{missing}' does not exist; expected a kubeconfig file "
+                                       f"that defines context 'dc1'\n")
