@@ -12,6 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import outputs
+from .chart_repo import chart_version_warning
 from .settings import DatacenterConfig
 from .consul_release import consul_release
 from .kube_cluster import KubeCluster, make_provider, require_reachable
@@ -33,9 +34,13 @@ def common_outputs(cfg: DatacenterConfig) -> dict[str, Any]:
 def cluster(name: str, cfg: DatacenterConfig, kube: KubeCluster, parent: pulumi.Resource,
             after: Optional[pulumi.Output[Any]] = None) -> tuple[k8s.Provider, k8s.core.v1.Namespace]:
     """This datacenter's provider and namespace, once the cluster's API server answered
-    (ClusterUnreachable otherwise). With `after`, the provider takes its context through that
-    Output, so no Kubernetes resource is registered before it resolves, or at all if it fails."""
+    (ClusterUnreachable otherwise) and the chart repository was found to serve chartVersion
+    (ConfigError otherwise). With `after`, the provider takes its context through that Output, so
+    no Kubernetes resource is registered before it resolves, or at all if it fails."""
     require_reachable(kube)  # else nothing of this cluster is registered
+    unchecked = chart_version_warning(cfg)
+    if unchecked:
+        pulumi.log.warn(unchecked)
     context: pulumi.Input[str] = cfg.kube_context
     if after is not None:
         context = after.apply(lambda _: cfg.kube_context)

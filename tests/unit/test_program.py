@@ -276,7 +276,8 @@ def test_a_secret_mesh_gateway_makes_the_release_values_secret():
     assert release.inputs["values"]["meshGateway"]["wanAddress"]["static"] == "gw.internal.example"
 
 
-def test_secret_chart_repository_and_auth_host_stay_secret():
+def test_secret_chart_repository_and_auth_host_stay_secret(chart_repository):
+    chart_repository.served["https://user:pw@charts.example.com"] = chart_repository.EVERY_VERSION
     run = run_program(secondary(chartRepo="https://user:pw@charts.example.com"), "dc2",
                       stacks={PRIMARY_REF: primary_outputs()},
                       secret_keys=("chartRepo", "k8sAuthMethodHost"))
@@ -362,7 +363,8 @@ def test_chart_path_and_release_timeout(tmp_path):
     assert release.inputs["timeout"] == 45
 
 
-def test_namespace_release_and_repo_settings():
+def test_namespace_release_and_repo_settings(chart_repository):
+    chart_repository.served["https://charts.example.com"] = ["1.9.11"]
     config = primary(namespace="mesh", releaseName="hc", chartRepo="https://charts.example.com",
                      chartVersion="1.9.11")
     run = run_program(config, federation={"mesh/consul-federation": federation_data()})
@@ -371,6 +373,7 @@ def test_namespace_release_and_repo_settings():
     assert release.inputs["repository_opts"] == {"repo": "https://charts.example.com"}
     assert run.one(NAMESPACE).inputs["metadata"] == {"name": "mesh"}
     assert run.outputs["chartVersion"] == "1.9.11" and run.outputs["namespace"] == "mesh"
+    assert chart_repository.asked == ["https://charts.example.com"]  # chartVersion checked there
 
 
 def test_gossip_key_has_the_consul_keygen_format():
