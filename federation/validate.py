@@ -81,7 +81,7 @@ def validate(project_dir: str) -> tuple[int, list[str]]:
             lines.append(f"  not checked here (encrypted; pulumi preview decrypts them): "
                          f"{', '.join('consul-federation:' + k for k in unchecked)}")
     lines.append("\nvalidate: " + ("NOT every stack is valid" if failed else "every stack is valid")
-                 + "; pulumi preview also checks the kubeconfig contexts, the clusters and the primary's outputs")
+                 + "; pulumi preview also checks the kubeconfig contexts, the clusters, the chart repository and the primary's outputs")
     return (cli.EXIT_FAILED if failed else cli.EXIT_OK), lines
 
 

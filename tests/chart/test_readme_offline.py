@@ -51,5 +51,5 @@ def test_the_offline_quick_start_runs_as_written(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.splitlines()[-1] == (
         "validate: every stack is valid; pulumi preview also checks the kubeconfig contexts, the "
-        "clusters and the primary's outputs"), done.stdout
+        "clusters, the chart repository and the primary's outputs"), done.stdout
     assert not (tmp_path / "home" / ".pulumi").exists()

@@ -25,7 +25,7 @@ def test_a_valid_federation_passes_with_what_preview_still_checks(no_engine, cap
         "dc2      secondary valid (chart 2.0.3, datacenter dc2)",
         "",
         "validate: every stack is valid; pulumi preview also checks the kubeconfig contexts, the "
-        "clusters and the primary's outputs"]
+        "clusters, the chart repository and the primary's outputs"]
 
 
 def test_every_stack_is_checked_by_the_programs_rules_and_against_its_primary(no_engine, capsys, tmp_path):
@@ -46,7 +46,7 @@ def test_every_stack_is_checked_by_the_programs_rules_and_against_its_primary(no
         "port (in the cluster's NodePort range, 30000-32767) the other datacenters dial on every node",
         "",
         "validate: NOT every stack is valid; pulumi preview also checks the kubeconfig contexts, the "
-        "clusters and the primary's outputs"]
+        "clusters, the chart repository and the primary's outputs"]
 
 
 def test_encrypted_settings_are_named_as_not_checked_and_must_be_secret_capable(no_engine, capsys, tmp_path):
