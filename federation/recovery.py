@@ -19,12 +19,14 @@ pulumi 3.260.0, pulumi-kubernetes 4.x and its embedded Helm 3.18):
 ``refresh_if_pending`` (called before every ``up``) undoes that, and says what it does:
 
 1. a lock whose process is gone (same host, pid not running) is removed (``pulumi cancel``); a
-   lock held by a running process, or by another host, is left alone: the CLI refuses with its own
-   message, naming the holder. Lock records are read from a local-directory backend (``file://``)
+   lock held by a running process, or by another host, is left alone, and so is everything else
+   (the pending operations and Helm's record may be that update's own): the CLI refuses with its
+   own message, naming the holder. Lock records are read from a local-directory backend (``file://``)
    and from a PostgreSQL one (``postgres://``, with psql: backend_locks.py); where they cannot be
-   read (S3, GCS, Azure, or no psql on PATH, or the database refusing psql), nothing is removed and
-   the CLI's refusal is followed by the exact command for a person, after checking the holder
-   (``lock_advice``);
+   read (S3, GCS, Azure, or no psql on PATH, or the database refusing psql), nothing is removed, a
+   plain ``pulumi refresh`` goes before anything else is settled (the CLI refuses it while the
+   stack is locked), and the CLI's refusal is followed by the exact command for a person, after
+   checking the holder (``lock_advice``);
 2. for an interrupted CREATE of the Helm Release (a first install, which nothing else can depend
    on yet: the stack has no outputs from it), Helm's record of that one revision is deleted, not
    the objects: the next install adopts the objects the interrupted one made (Helm adopts objects
@@ -97,19 +99,26 @@ def _type(op: dict) -> str:
 LOCKED = "the stack is currently locked by"
 
 
-def clear_stale_lock(stack: auto.Stack, on_output: Callable[[str], None]) -> bool:
-    """Remove the stack's lock when every holder is a dead process of this host; True if it did.
-    Records that cannot be read are left alone (see lock_advice)."""
+# What settle_lock found: no lock, a stale one it removed, one that may be live (a running
+# process, another host's, a record without a pid), or records it cannot read.
+NO_LOCK, REMOVED, HELD, UNREADABLE = "", "removed", "held", "unreadable"
+
+
+def settle_lock(stack: auto.Stack, on_output: Callable[[str], None]) -> str:
+    """Remove the stack's lock when every holder is a dead process of this host (REMOVED); leave
+    any other lock alone (HELD), and records that cannot be read (UNREADABLE; see lock_advice)."""
     try:
         locks = stack_locks(stack)
     except LocksUnreadable:
-        return False
-    if not locks or not all(is_stale(lock) for lock in locks):
-        return False
+        return UNREADABLE
+    if not locks:
+        return NO_LOCK
+    if not all(is_stale(lock) for lock in locks):
+        return HELD
     on_output(f"the stack's lock was left by {', '.join(lock.describe() for lock in locks)}, which is no "
               f"longer running (killed during an update): removing it (pulumi cancel)")
     stack.cancel()
-    return True
+    return REMOVED
 
 
 def lock_advice(stack: auto.Stack, failure: str) -> str:
@@ -185,8 +194,22 @@ def refresh_if_pending(stack: auto.Stack, on_output: Callable[[str], None],
                        records: Optional[Callable[[auto.Stack], tuple[HelmRecords, str]]] = None) -> str:
     """An interrupted run leaves a lock and pending operations in the state; settle them (see the
     module's docstring) before up, instead of up failing on (or recreating) half-made resources."""
-    unlocked = clear_stale_lock(stack, on_output)
+    lock = settle_lock(stack, on_output)
+    if lock == HELD:  # an update may be running: touch nothing; up is refused by the CLI, naming the holder
+        return ""
+    unlocked = lock == REMOVED
     pending = _pending(stack)
+    if pending and lock == UNREADABLE:
+        # Whether an update holds the stack is unknown, and Helm's record must not be settled under
+        # a running one: a plain refresh first, which the CLI refuses while the stack is locked
+        # (its refusal then gets the exact command: lock_advice). It settles all but interrupted creates.
+        on_output(f"{len(pending)} pending operation(s) ({', '.join(map(_name, pending))}) and lock records "
+                  "that cannot be read here: refreshing first (refused if another update holds the stack)")
+        stack.refresh(on_output=on_output, on_error=on_output, color="never")
+        left = _pending(stack)
+        if not left:
+            return f"recovered from an interrupted run: {len(pending)} pending operation(s)"
+        pending = left
     if not pending:
         return "removed a stale lock" if unlocked else ""
     on_output(f"{len(pending)} pending operation(s) from an interrupted run ({', '.join(map(_name, pending))}): "

@@ -34,7 +34,7 @@ class FakeStack:
         self.commands: list[list[str]] = []
         self.workspace = self  # work_dir, env_vars and pulumi_command, as LocalWorkspace has them
         self.work_dir, self.pulumi_command = ".", self
-        self.env_vars = {"PULUMI_BACKEND_URL": backend or "s3://not-a-file-backend"}
+        self.env_vars = {"PULUMI_BACKEND_URL": backend or "file:///nonexistent/state"}  # no lock records
 
     def run(self, args, cwd, additional_env, on_output=None, on_error=None):
         self.commands.append(args)
@@ -334,7 +334,7 @@ def test_postgres_rows_outside_the_stacks_own_folder_are_not_its_locks(psql):
     psql.rows([{"key": PG_FOLDER + "sub/x.json", "data": dead}, {"key": PG_FOLDER + "notes.txt", "data": dead},
                {"key": "pulumi/.pulumi/locks/organization/consul-federation/dc20/a.json", "data": dead}])
     assert backend_locks.stack_locks(psql) == []
-    assert not recovery.clear_stale_lock(psql, lambda line: None) and psql.cancelled == 0
+    assert recovery.settle_lock(psql, lambda line: None) == recovery.NO_LOCK and psql.cancelled == 0
 
 
 @pytest.mark.parametrize("case", ["no psql", "psql refused", "not a lock record", "odd table", "s3"])
@@ -407,3 +407,41 @@ def test_postgres_urls_as_psql_gets_them():
     assert parse("postgres://", {}) == backend_locks.PostgresBackend(
         "postgresql://?sslmode=require", None, "pulumi_state", "")
     assert parse("postgres://u@h/db?table=ops.pulumi_state&sslmode=disable", {}).table == "ops.pulumi_state"
+
+
+def test_a_live_lock_leaves_the_interrupted_operations_alone(project):
+    """An update that holds the stack may be the one installing the Release: its pending create
+    and Helm's pending-install record are its own, so nothing is settled (up is refused by the
+    CLI, naming it)."""
+    import socket
+    write_lock(project, os.getpid(), socket.gethostname())
+    helm = FakeHelm([(1, "pending-install")])
+    stack = FakeStack([release()], backend=f"file://{project}")
+    stack.work_dir = str(project)
+    assert recovery.refresh_if_pending(stack, lambda line: None, records=records(helm)) == ""
+    assert (stack.commands, stack.refreshed, helm.deleted, stack.cancelled) == ([], [], [], 0)
+
+
+def test_unreadable_lock_records_refresh_first_then_settle_what_is_left(psql):
+    """Where the lock cannot be read, a plain refresh goes first: the CLI refuses it while another
+    update holds the stack, before Helm's record is touched; when it runs, the interrupted create
+    is settled as on any backend."""
+    psql.env_vars["PATH"] = "/nonexistent"
+    psql.pending = [release(), op("updating", "dc2-namespace")]
+    helm = FakeHelm([(1, "pending-install")])
+    said: list[str] = []
+    assert recovery.refresh_if_pending(psql, said.append, records=records(helm)) == \
+        "recovered from an interrupted run: 1 pending operation(s)"
+    assert [r.get("clear_pending_creates") for r in psql.refreshed] == [None, True]
+    assert helm.deleted == [("consul", "consul", 1)] and psql.cancelled == 0
+    assert said[0] == ("2 pending operation(s) (dc2-consul, dc2-namespace) and lock records that cannot be read "
+                       "here: refreshing first (refused if another update holds the stack)")
+
+    class Locked(FakeStack):
+        def refresh(self, **kwargs):
+            raise stack_runner.auto.errors.CommandError(stack_runner.auto.CommandResult("", PG_REFUSAL, 255))
+    locked = Locked([release()], backend="s3://team-state/consul")
+    helm = FakeHelm([(1, "pending-install")])
+    with pytest.raises(stack_runner.auto.errors.CommandError):
+        recovery.refresh_if_pending(locked, lambda line: None, records=records(helm))
+    assert helm.deleted == [] and locked.cancelled == 0
