@@ -38,9 +38,10 @@ from components.stack_ref import DEFAULT_ORG, StackRef
 from . import stacks as stack_files
 
 # The table the postgres backend uses unless its URL names another (`table=`), and what this
-# module accepts as a table name (the CLI puts it into its SQL as it is).
+# module accepts as a table name: a plain SQL name (the CLI puts it into its SQL as it is, and
+# names its index after it, so a schema-qualified name fails there too).
 POSTGRES_TABLE = "pulumi_state"
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PSQL_TIMEOUT = 30
 
 
