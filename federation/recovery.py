@@ -18,10 +18,15 @@ pulumi 3.260.0, pulumi-kubernetes 4.x and its embedded Helm 3.18):
 
 ``refresh_if_pending`` (called before every ``up``) undoes that, and says what it does:
 
-1. a lock file whose process is gone (same host, pid not running) is removed (``pulumi cancel``);
-   a lock held by a running process, or by another host, is left alone: the CLI refuses with its
-   own message, naming the holder. Lock files are read only from a local-directory backend
-   (``file://``); with S3, GCS or Azure the CLI's refusal names the holder for a person to check;
+1. a lock whose process is gone (same host, pid not running) is removed (``pulumi cancel``); a
+   lock held by a running process, or by another host, is left alone, and so is everything else
+   (the pending operations and Helm's record may be that update's own): the CLI refuses with its
+   own message, naming the holder. Lock records are read from a local-directory backend (``file://``)
+   and from a PostgreSQL one (``postgres://``, with psql: backend_locks.py); where they cannot be
+   read (S3, GCS, Azure, or no psql on PATH, or the database refusing psql), nothing is removed, a
+   plain ``pulumi refresh`` goes before anything else is settled (the CLI refuses it while the
+   stack is locked), and the CLI's refusal is followed by the exact command for a person, after
+   checking the holder (``lock_advice``);
 2. for an interrupted CREATE of the Helm Release (a first install, which nothing else can depend
    on yet: the stack has no outputs from it), Helm's record of that one revision is deleted, not
    the objects: the next install adopts the objects the interrupted one made (Helm adopts objects
@@ -38,19 +43,15 @@ rolled back, which is left to a person (``InterruptedCreates`` names the command
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import socket
-from dataclasses import dataclass
 from typing import Callable, Optional
-from urllib.parse import unquote, urlparse
 
 from pulumi import automation as auto
 
-from components.stack_ref import DEFAULT_ORG, StackRef
+from components.stack_ref import StackRef
 
 from . import stacks as stack_files
+from .backend_locks import LocksUnreadable, is_stale, stack_locks
 from .helm_records import ClusterHelmRecords, HelmRecords
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
@@ -94,93 +95,45 @@ def _type(op: dict) -> str:
 
 # ---- the lock ----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Lock:
-    path: str
-    pid: int
-    hostname: str
-    username: str
-    timestamp: str
-
-    def describe(self) -> str:
-        return f"pulumi (pid {self.pid}) of {self.username}@{self.hostname} since {self.timestamp}"
+# How the self-managed backends' refusal starts (pulumi 3.260.0, every diy backend).
+LOCKED = "the stack is currently locked by"
 
 
-def _env(stack: auto.Stack, key: str) -> Optional[str]:
-    return (getattr(stack.workspace, "env_vars", None) or {}).get(key) or os.environ.get(key)
+# What settle_lock found: no lock, a stale one it removed, one that may be live (a running
+# process, another host's, a record without a pid), or records it cannot read.
+NO_LOCK, REMOVED, HELD, UNREADABLE = "", "removed", "held", "unreadable"
 
 
-def backend_directory(stack: auto.Stack) -> Optional[str]:
-    """The directory of a file (``file://``) backend, else None (locks elsewhere are the CLI's
-    business: it names their holder when it refuses)."""
-    url = _env(stack, "PULUMI_BACKEND_URL")
-    if not url:
-        home = _env(stack, "PULUMI_HOME") or os.path.expanduser("~/.pulumi")
-        try:
-            with open(os.path.join(home, "credentials.json"), encoding="utf-8") as handle:
-                url = json.load(handle).get("current")
-        except (OSError, ValueError):
-            return None
-    if not url or not url.startswith("file://"):
-        return None
-    rest = url[len("file://"):].split("?", 1)[0]
-    return os.path.expanduser(unquote(rest)) if rest.startswith("~") else unquote(urlparse(url).path) or None
-
-
-def _project(stack: auto.Stack) -> str:
+def settle_lock(stack: auto.Stack, on_output: Callable[[str], None]) -> str:
+    """Remove the stack's lock when every holder is a dead process of this host (REMOVED); leave
+    any other lock alone (HELD), and records that cannot be read (UNREADABLE; see lock_advice)."""
     try:
-        return stack_files.project_name(stack.workspace.work_dir)
-    except OSError:
-        return ""
-
-
-def stack_locks(stack: auto.Stack) -> list[Lock]:
-    """The lock files of this stack in a file backend (project-scoped or legacy layout)."""
-    root = backend_directory(stack)
-    if not root:
-        return []
-    ref = StackRef.parse(stack.name)
-    patterns = [os.path.join(root, ".pulumi", "locks", ref.org or DEFAULT_ORG, _project(stack), ref.stack, "*.json"),
-                os.path.join(root, ".pulumi", "locks", ref.stack, "*.json")]
-    locks = []
-    for path in sorted({p for pattern in patterns for p in glob.glob(pattern)}):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                raw = json.load(handle)
-            locks.append(Lock(path, int(raw.get("pid", 0)), str(raw.get("hostname", "")),
-                              str(raw.get("username", "")), str(raw.get("timestamp", ""))))
-        except (OSError, ValueError):
-            continue  # deleted meanwhile (its update ended), or not a lock
-    return locks
-
-
-def _running(pid: int) -> bool:
-    if pid <= 0:
-        return True  # unknown: treat as held
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def is_stale(lock: Lock, hostname: Optional[str] = None) -> bool:
-    """Left by a process of this host that no longer runs (a lock of another host cannot be
-    checked from here, so it is never stale)."""
-    return lock.hostname == (hostname or socket.gethostname()) and not _running(lock.pid)
-
-
-def clear_stale_lock(stack: auto.Stack, on_output: Callable[[str], None]) -> bool:
-    """Remove the stack's lock when every holder is a dead process of this host; True if it did."""
-    locks = stack_locks(stack)
-    if not locks or not all(is_stale(lock) for lock in locks):
-        return False
+        locks = stack_locks(stack)
+    except LocksUnreadable:
+        return UNREADABLE
+    if not locks:
+        return NO_LOCK
+    if not all(is_stale(lock) for lock in locks):
+        return HELD
     on_output(f"the stack's lock was left by {', '.join(lock.describe() for lock in locks)}, which is no "
               f"longer running (killed during an update): removing it (pulumi cancel)")
     stack.cancel()
-    return True
+    return REMOVED
+
+
+def lock_advice(stack: auto.Stack, failure: str) -> str:
+    """When the CLI refused the stack for its lock (`failure`) and the lock records cannot be read
+    from here, what a person does: check the holder the refusal names, then the exact command.
+    Empty otherwise (a lock this command can read and judged live is the CLI's refusal alone)."""
+    if LOCKED not in failure:
+        return ""
+    try:
+        stack_locks(stack)
+    except LocksUnreadable as exc:
+        return (f"{exc}: python -m federation cannot tell whether that holder still runs. If the process it "
+                f"names is gone from its host (a killed run), remove the lock: pulumi cancel -s {stack.name} "
+                f"--yes; then run up again")
+    return ""
 
 
 # ---- Helm's record of the release --------------------------------------------------------------
@@ -241,8 +194,22 @@ def refresh_if_pending(stack: auto.Stack, on_output: Callable[[str], None],
                        records: Optional[Callable[[auto.Stack], tuple[HelmRecords, str]]] = None) -> str:
     """An interrupted run leaves a lock and pending operations in the state; settle them (see the
     module's docstring) before up, instead of up failing on (or recreating) half-made resources."""
-    unlocked = clear_stale_lock(stack, on_output)
+    lock = settle_lock(stack, on_output)
+    if lock == HELD:  # an update may be running: touch nothing; up is refused by the CLI, naming the holder
+        return ""
+    unlocked = lock == REMOVED
     pending = _pending(stack)
+    if pending and lock == UNREADABLE:
+        # Whether an update holds the stack is unknown, and Helm's record must not be settled under
+        # a running one: a plain refresh first, which the CLI refuses while the stack is locked
+        # (its refusal then gets the exact command: lock_advice). It settles all but interrupted creates.
+        on_output(f"{len(pending)} pending operation(s) ({', '.join(map(_name, pending))}) and lock records "
+                  "that cannot be read here: refreshing first (refused if another update holds the stack)")
+        stack.refresh(on_output=on_output, on_error=on_output, color="never")
+        left = _pending(stack)
+        if not left:
+            return f"recovered from an interrupted run: {len(pending)} pending operation(s)"
+        pending = left
     if not pending:
         return "removed a stale lock" if unlocked else ""
     on_output(f"{len(pending)} pending operation(s) from an interrupted run ({', '.join(map(_name, pending))}): "

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Optional, TextIO
 from pulumi import automation as auto
 
 from . import engine_events
-from .recovery import InterruptedCreates, refresh_if_pending, stack_cli
+from .recovery import InterruptedCreates, lock_advice, refresh_if_pending, stack_cli
 
 # What the pulumi CLI says when it has no backend (no PULUMI_BACKEND_URL, never logged in) and
 # cannot ask: the Automation API runs it non-interactively.
@@ -134,6 +134,7 @@ class Runner:
             self.say(name, line)
 
         started = time.monotonic()
+        stack: Optional[auto.Stack] = None
         try:
             prepared = self._prepared.pop(name, None)
             stack = (prepared.result() if prepared else None) or self.stack(name, create)
@@ -148,7 +149,10 @@ class Runner:
         except engine_events.EngineFailed as exc:
             return Outcome(name, False, error=str(exc), seconds=time.monotonic() - started)
         except auto.errors.CommandError as exc:  # the CLI failed before the engine reported anything
-            return Outcome(name, False, error=cli_error(exc, lines), seconds=time.monotonic() - started)
+            error = cli_error(exc, lines)
+            advice = lock_advice(stack, error) if stack is not None else ""
+            return Outcome(name, False, error=error + (f"\n{advice}" if advice else ""),
+                           seconds=time.monotonic() - started)
         except InterruptedCreates as exc:
             return Outcome(name, False, error=str(exc), seconds=time.monotonic() - started)
         return Outcome(name, True, changes=changes, note=note, seconds=time.monotonic() - started)

@@ -1,6 +1,6 @@
 """A working copy of this Pulumi project for local clusters: the same ``__main__.py`` and
-``components/`` (linked, not copied), stack files of its own, a file state backend and a
-passphrase of its own, and the environment the pulumi CLI needs to drive it (the CLI and
+``components/`` (linked, not copied), stack files of its own, a file state backend (or the
+backend URL it is given) and a passphrase of its own, and the environment the pulumi CLI needs to drive it (the CLI and
 providers that ``tools/ensure.sh engine`` built, no plugin downloads). The demo and the
 integration and consul tiers each drive one; the repository's own stacks are never touched."""
 
@@ -24,7 +24,7 @@ PRIMARY_REF = "organization/consul-federation/dc1"
 
 class ScratchProject:
     def __init__(self, workdir: Path, tools: dict[str, str], name: str = "project",
-                 state: Path | None = None, passphrase: str | None = None):
+                 state: Path | None = None, passphrase: str | None = None, backend_url: str | None = None):
         self.dir = workdir / name
         self.dir.mkdir()
         (self.dir / "__main__.py").symlink_to(Path(REPO_ROOT, "__main__.py"))
@@ -34,8 +34,14 @@ class ScratchProject:
             "runtime": {"name": "python", "options": {"toolchain": "pip",
                                                       "virtualenv": str(Path(REPO_ROOT, ".venv"))}},
         }))
-        self.state = state or workdir / "state"
-        self.state.mkdir(exist_ok=True)
+        # A file backend in `state` (workdir/state by default), unless another backend's URL is given
+        # (then no state directory is made: the state is wherever that URL says).
+        self.state: Path | None = None
+        if backend_url is None:
+            self.state = state or workdir / "state"
+            self.state.mkdir(exist_ok=True)
+            backend_url = f"file://{self.state}"
+        self.backend_url = backend_url
         self.passphrase = passphrase or secrets.token_urlsafe(24)
         self.tools = tools
         path_dirs = [tools[k] for k in ("PULUMI_BIN_DIR", "KUBERNETES_PROVIDER_DIR", "RANDOM_PROVIDER_DIR")]
@@ -43,7 +49,7 @@ class ScratchProject:
             **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG"))},
             "PATH": os.pathsep.join(path_dirs + [os.environ.get("PATH", "")]),
             "PULUMI_HOME": str(workdir / "pulumi-home"),
-            "PULUMI_BACKEND_URL": f"file://{self.state}",
+            "PULUMI_BACKEND_URL": backend_url,
             "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",

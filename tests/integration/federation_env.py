@@ -80,8 +80,8 @@ class Project(ScratchProject):
 
     def __init__(self, workdir: Path, tools: dict[str, str], kubeconfig: Path, name: str = "project",
                  state: Path | None = None, passphrase: str | None = None, chart: str = CHART,
-                 gateways: dict[str, dict[str, Any]] = GATEWAYS):
-        super().__init__(workdir, tools, name, state, passphrase)
+                 gateways: dict[str, dict[str, Any]] = GATEWAYS, backend_url: str | None = None):
+        super().__init__(workdir, tools, name, state, passphrase, backend_url)
         self.kubeconfig = kubeconfig
         self.chart = consul_charts()[chart]
         self.gateways = gateways
@@ -90,7 +90,7 @@ class Project(ScratchProject):
     def sibling(self, workdir: Path, name: str) -> "Project":
         """Another working copy on the same state backend and passphrase (its own code may differ)."""
         other = Project(workdir, self.tools, self.kubeconfig, name, self.state, self.passphrase,
-                        gateways=self.gateways)
+                        gateways=self.gateways, backend_url=None if self.state else self.backend_url)
         other.chart = self.chart
         other.overrides = self.overrides
         return other
@@ -203,9 +203,11 @@ class Federation:
 
 
 @contextlib.contextmanager
-def federation(workdir: Path, datacenters: tuple[str, ...] = DATACENTERS) -> Iterator[Federation]:
+def federation(workdir: Path, datacenters: tuple[str, ...] = DATACENTERS,
+               backend_url: str | None = None) -> Iterator[Federation]:
     """Control planes (one kubeconfig context per datacenter, dc1, dc2, dc3 by default), a harness
-    on each, and a project whose stacks point at them."""
+    on each, and a project whose stacks point at them (its state in a file backend of its own, or
+    at `backend_url`)."""
     tools = {**ensure("chart"), **ensure("engine"), **ensure("cluster")}
     with contextlib.ExitStack() as stack:
         planes = {dc: stack.enter_context(ControlPlane(dc, workdir, tools["ETCD"], tools["KUBE_APISERVER"],
@@ -216,5 +218,5 @@ def federation(workdir: Path, datacenters: tuple[str, ...] = DATACENTERS) -> Ite
             kubeconfig, dc, planes[dc].egress_socket,
             lb_ip=LB_ADDRESS[dc], apiserver_endpoint_ip=ENDPOINT_ADDRESS[dc]))
             for dc in datacenters}
-        yield Federation(Project(workdir, tools, kubeconfig, gateways=PLANE_GATEWAYS), kubeconfig, planes,
-                         harness, workdir)
+        yield Federation(Project(workdir, tools, kubeconfig, gateways=PLANE_GATEWAYS, backend_url=backend_url),
+                         kubeconfig, planes, harness, workdir)

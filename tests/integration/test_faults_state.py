@@ -30,7 +30,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from federation_env import DATACENTERS, Federation, NAMESPACE, Project, Timings, digest, federation
+from interrupts import LOCKED, export, finish, kill_all, orphans, pending, start, two_ups_at_once, wait_installing
 from pulumi_mocks import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
@@ -47,8 +47,6 @@ SECONDARIES = ("dc2", "dc3")
 FEDERATION_SECRET = "consul-federation"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 RECORD_V1 = "sh.helm.release.v1.consul.v1"
-LOCKED = ("error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end "
-          "or delete the lock file with `pulumi cancel`.")
 NO_PRIMARY = ("consul-federation:primaryStack: stack 'organization/consul-federation/dc1' has no outputs "
               "datacenter, aclsEnabled, gossipEncryptionEnabled, chartVersion, federationSecret yet; deploy the "
               "primary first: pulumi up -s dc1")
@@ -67,89 +65,6 @@ WRONG_ORDER_RECOVERY = ["python -m federation destroy", "python -m federation up
 timed = Timings()
 SEEN: list[dict[str, str]] = []  # every federation secret seen in a cluster (plaintext check at the end)
 CA_AT_KILL: dict[str, str] = {}
-
-
-# ---- processes ---------------------------------------------------------------------------------
-
-def start(project: Project, *args: str, stack: str = "dc1") -> subprocess.Popen:
-    """`pulumi <args> -s <stack>` as Project.run runs it, but in the background, in its own
-    process group (a terminal's foreground job)."""
-    cmd = [shutil.which("pulumi", path=project.env["PATH"]) or "pulumi", *args, "--non-interactive",
-           "--stack", stack]
-    proc = subprocess.Popen(cmd, cwd=project.dir, env=project.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    proc.started = time.monotonic()  # type: ignore[attr-defined]
-    return proc
-
-
-def finish(proc: subprocess.Popen, timeout: float = 900) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    return out
-
-
-def finish_all(procs: list[subprocess.Popen], timeout: float = 1200) -> tuple[list[str], list[float]]:
-    """Each process's output and seconds from its start to its exit, read as they run."""
-    outs, ends = [""] * len(procs), [0.0] * len(procs)
-
-    def read(i: int) -> None:
-        outs[i] = finish(procs[i], timeout)
-        ends[i] = time.monotonic() - procs[i].started  # type: ignore[attr-defined]
-    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(procs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outs, ends
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
-                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def descendants(pid: int) -> list[int]:
-    tree, found, todo = _children(), [], [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def kill_all(proc: subprocess.Popen) -> list[int]:
-    """SIGKILL to the CLI and every process under it (its plugins have process groups of their
-    own, so a group kill would miss them), all at once."""
-    pids = [proc.pid, *descendants(proc.pid)]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.communicate(timeout=60)
-    return pids
-
-
-def orphans(project: Project) -> list[int]:
-    """Processes started for this project's PULUMI_HOME (only this module's) still running."""
-    mine = f"PULUMI_HOME={project.env['PULUMI_HOME']}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as handle:
-                    if mine in handle.read().split(b"\0"):
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 def operations_section(title: str) -> str:
@@ -209,15 +124,6 @@ def digests(env: Federation) -> dict[str, str | None]:
     return {dc: (digest(data) if (data := fed_secret(env, dc)) is not None else None) for dc in DATACENTERS}
 
 
-def export(project: Project, stack: str) -> dict:
-    return json.loads(project.run("stack", "export", stack=stack).stdout)["deployment"]
-
-
-def pending(project: Project, stack: str) -> list[tuple[str, str]]:
-    return [(op["type"], op["resource"]["urn"].rsplit("::", 1)[-1])
-            for op in export(project, stack).get("pending_operations") or []]
-
-
 def locks(project: Project, stack: str = "dc1") -> list[dict]:
     folder = project.state / ".pulumi" / "locks" / "organization" / "consul-federation" / stack
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
@@ -239,24 +145,6 @@ def snapshot(env: Federation, context: str) -> dict[str, tuple]:
                         ("StatefulSet", apps.list_namespaced_stateful_set(NAMESPACE).items)):
         seen.update({f"{kind}/{o.metadata.name}": (o.metadata.uid,) for o in items})
     return seen
-
-
-def wait_installing(env: Federation, proc: subprocess.Popen, timeout: float = 300) -> float:
-    """Seconds from the start of `up` until Helm's install of dc1 is under way: its record
-    pending-install and the chart's objects created (Helm is waiting for them to be ready)."""
-    deadline = time.monotonic() + timeout
-    apps = env.harness["dc1"].apps()
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "up ended before the install was seen:\n" + finish(proc)[-4000:]
-        try:
-            if dict(env.helm_history("dc1")).get(1) == "pending-install":
-                apps.read_namespaced_stateful_set("consul-server", NAMESPACE)
-                return time.monotonic() - proc.started  # type: ignore[attr-defined]
-        except Exception as exc:  # namespace, record or StatefulSet not there yet
-            if getattr(exc, "status", 404) != 404:
-                raise
-        time.sleep(0.2)
-    raise AssertionError("the Release never was pending-install with its objects created")
 
 
 def release_in_state(project: Project) -> dict | None:
@@ -356,19 +244,7 @@ def test_two_ups_at_once_one_runs_the_other_is_refused_by_the_lock(env):
     project = env.project
     before = digests(env)
     project.run("config", "set", "--path", "consul-federation:meshGateway.mode", "remote", stack="dc1")
-    for attempt in range(3):
-        runs = [start(project, "up", "--yes", "--skip-preview") for _ in range(2)]
-        outs, seconds = finish_all(runs)
-        codes = [run.returncode for run in runs]
-        refused = [i for i, out in enumerate(outs) if LOCKED in out]
-        print(f"\nattempt {attempt + 1}: exit codes {codes}, refused {refused}, seconds {[round(s, 1) for s in seconds]}")
-        assert codes.count(0) <= 1 and all(codes[i] != 0 for i in refused), (codes, outs)
-        assert len(refused) + codes.count(0) == 2, outs  # the one that did not run was refused by the lock
-        if codes.count(0) == 1:
-            break
-    else:
-        raise AssertionError("three attempts, each with both runs refused")
-    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    outs, seconds, winner, loser = two_ups_at_once(project)
     timed("the second up refused (from its start)", seconds[loser])
     timed("the first up (ProxyDefaults mode change)", seconds[winner])
     assert seconds[loser] < 60
