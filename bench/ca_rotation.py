@@ -18,9 +18,11 @@ What is real:
 What is not: no Kubernetes, no chart pods, no Helm hooks (the script plays their order: tls-init
 before a server restarts, as pre-upgrade), no mesh gateways (the servers WAN-join directly;
 through mesh gateways the server TLS is end to end, the gateways route by SNI), no ACLs, no gossip
-encryption. The "clients" are TLS handshakes to each server's grpc_tls port with one CA file and
-the server name server.<dc>.consul: what consul-dataplane (mesh gateway, injected sidecar) does
-with -ca-certs and -tls-server-name.
+encryption. The clients of each step are TLS handshakes to each server's grpc_tls port with one
+CA file and the server name server.<dc>.consul, as consul-dataplane (mesh gateway, injected
+sidecar) makes with -ca-certs and -tls-server-name; once, when dc1 has a new-CA certificate and
+dc2 an old-CA one, consul-dataplane 1.2.1 itself connects with the old CA, the new one and the
+bundle (no proxy is registered: it stops after connecting).
 
 Run as root from the repository (loopback only; it listens on 127.0.0.1 ports 18300-18502 and
 28300-28502 and one ephemeral port):
@@ -30,7 +32,7 @@ server (Kubernetes updates a mounted Secret in place; the chart does not restart
 Consul reloads the TLS files, but RPCs between servers keep using the connections opened before,
 so even the naive change answers for a while: a reload shows nothing about trust, a restart does.
 Everything goes to a temporary directory, removed at the end unless --keep (then the server logs
-and certificates stay there for reading). About 105 s with restarts, 20 s with reloads.
+and certificates stay there for reading). About 110 s with restarts, 25 s with reloads.
 """
 
 from __future__ import annotations
@@ -241,7 +243,7 @@ def rpc(src: Server, dst: str, timeout: float) -> tuple[bool, str]:
             seen.append(last[:60])
         try:
             with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
-                nodes = [n["Node"] for n in json.load(r)]
+                nodes = [n["Node"] for n in json.load(r)] or ["answered, no node registered yet"]
                 before = f"; before: {' / '.join(seen)}" if seen else ""
                 return True, f"ok after {time.monotonic() - start:.1f} s ({', '.join(nodes)}){before}"
         except urllib.error.HTTPError as e:
@@ -275,6 +277,32 @@ def handshake(server: Server, ca: str) -> str:
         return f"FAIL ({type(e).__name__}: {e})"
 
 
+def dataplane(binary: str, server: Server, ca: str, timeout: float = 4) -> str:
+    """consul-dataplane 1.2.1 itself, with the flags a mesh gateway or sidecar gets
+    (-ca-certs, -tls-server-name), up to its gRPC connection to the server: no proxy is registered,
+    so once connected it stops at "Service not found"; a TLS failure makes it retry for ever."""
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([binary, "-addresses=127.0.0.1", f"-grpc-port={server.grpc_tls}", f"-ca-certs={ca}",
+                             f"-tls-server-name=server.{server.dc}.consul", "-proxy-service-id=none-sidecar-proxy",
+                             f"-service-node-name={server.dc}-server-0"], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            log.seek(0)
+            out = log.read().decode(errors="replace")
+            if "connected to Consul server over gRPC" in out:
+                return "connected"
+            if "handshake failed" in out:
+                i = out.find("x509:", out.find("handshake failed"))
+                return f"FAIL ({out[i:i + 45]})"
+        return f"no connection in {timeout:.0f} s"
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
 def issuer(cert: str, cas: dict[str, str]) -> str:
     for name, path in cas.items():
         done = subprocess.run(["openssl", "verify", "-partial_chain", "-CAfile", path, cert],
@@ -298,6 +326,7 @@ def main() -> int:
     parser.add_argument("--fail-wait", type=float, default=20, help="seconds an RPC is retried before it counts as failed")
     args = parser.parse_args()
     consul, control_plane = tool("consul", "v1.16.1"), tool("consul-k8s-control-plane", "1.2.1")
+    consul_dataplane = tool("consul-dataplane", "1.2.1")
     version = subprocess.run([consul, "version"], capture_output=True, text=True).stdout.splitlines()[0]
     if not version.startswith("Consul v1.16.1"):
         sys.exit(f"refusing {consul}: {version} (only Consul v1.16.1 may run here)")
@@ -394,6 +423,10 @@ def main() -> int:
         for n, (ca_cert, ca_key) in enumerate((("old+new", "old"), ("new+old", "new"), ("new", "new")), 1):
             for dc in servers:
                 step(f"step {n} ({dc})", dc, ca_cert, ca_key)
+                if (n, dc) == (2, "dc1"):  # dc1 on a new-CA certificate, dc2 still on an old-CA one
+                    for name in ("old", "new", "old+new"):
+                        print(f"    consul-dataplane -ca-certs={name}: " + ", ".join(
+                            f"{d} {dataplane(consul_dataplane, s, bundles[name])}" for d, s in servers.items()))
     finally:
         for s in servers.values():
             s.stop()
