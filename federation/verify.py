@@ -68,8 +68,9 @@ class Row:
     source: str
     status: str
     detail: str
-    # A failing row about other datacenters (WAN members, catalog, RPC, ACL replication): the
-    # datacenters its failure concerns; () when it passed or names none
+    # A row about other datacenters (WAN members, catalog, RPC, ACL replication) that did not
+    # pass: the datacenters its failure concerns (an RPC that hung: the one asked for); () when
+    # it passed or names none
     concerns: tuple[str, ...] = ()
 
 
@@ -327,8 +328,8 @@ def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
             return row(dc, RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
         except access.NETWORK_ERRORS as exc:
             return row(dc, RPC_TO_EVERY_DATACENTER, NOT_CHECKED,
-                          f"{_unchecked(exc)} asking for the leader of {other} (no answer within {access.TIMEOUT} s: "
-                          "an RPC that hangs in a gateway path ends so too)", CONSUL)
+                       f"{_unchecked(exc)} asking for the leader of {other} (no answer within {access.TIMEOUT} s: "
+                       "an RPC that hangs in a gateway path ends so too)", CONSUL, (other,))
     ok, detail = consul_status.rpc_verdict(leaders, errors)
     return row(dc, RPC_TO_EVERY_DATACENTER, PASSED if ok else FAILED, detail, CONSUL,
                consul_status.rpc_concerns(leaders, errors))

@@ -272,10 +272,12 @@ def test_rpc_row_asks_every_other_datacenter_and_names_the_ones_consul_cannot_re
     answers["dc3"] = proxy
     got = v.rpc_row(dc1, ["dc2", "dc3"], "t0ken")
     assert got.status == v.NOT_CHECKED and "service proxy (503 Service Unavailable" in got.detail
+    assert got.concerns == ()  # dc1's own service proxy, not the path to dc3
     answers["dc3"] = urllib3.exceptions.ReadTimeoutError(None, "/v1/status/leader", "read timed out")
     got = v.rpc_row(dc1, ["dc2", "dc3"], "t0ken")
     assert got.status == v.NOT_CHECKED and got.detail.startswith(
         "Consul not reachable: ReadTimeoutError asking for the leader of dc3 (no answer within 10 s")
+    assert got.concerns == ("dc3",)  # the path to dc3 hung: up's gate may leave it to dc3's stage
 
 
 def test_consul_rows_ask_consul_what_the_rows_say(monkeypatch):
