@@ -13,6 +13,8 @@ import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from federation_env import NAMESPACE, Federation, Project
 
@@ -99,6 +101,28 @@ def orphans(project: Project) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+
+@contextmanager
+def module_federation(fed: Federation, stacks: tuple[str, ...], timed: dict) -> Iterator[Federation]:
+    """A module's federation with the stack files of `stacks` written; at the end, every process this module
+    started and left running (an interrupted up's plugins) is killed and fails the module, as
+    does any error the harness saw, and the module's timings are printed."""
+    for stack in stacks:
+        fed.project.write_stack(stack)
+    try:
+        yield fed
+    finally:
+        left = orphans(fed.project)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        print("\n[timing] summary: " + json.dumps(timed))
+    assert not left, f"processes of this module still running at its end: {left}"
+    assert not fed.errors(), fed.errors()
 
 
 def two_ups_at_once(project: Project, stack: str = "dc1") -> tuple[list[str], list[float], int, int]:

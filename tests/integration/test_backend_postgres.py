@@ -21,7 +21,6 @@ import base64
 import json
 import os
 import re
-import signal
 import socket
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from federation_env import NAMESPACE, Timings, federation
-from interrupts import LOCKED, kill_all, orphans, pending, start, two_ups_at_once, wait_installing
+from interrupts import LOCKED, kill_all, module_federation, pending, start, two_ups_at_once, wait_installing
 from localcluster.tools import ensure
 from postgres_server import PostgresServer
 
@@ -60,20 +59,8 @@ def env(tmp_path_factory, server):
         # As on a team member's machine: the password apart from the URL, psql on PATH.
         fed.project.env["PGPASSWORD"] = server.password
         fed.project.env["PATH"] = os.pathsep.join([ensure("postgres")["POSTGRES_BIN_DIR"], fed.project.env["PATH"]])
-        for stack in DATACENTERS:
-            fed.project.write_stack(stack)
-        try:
+        with module_federation(fed, DATACENTERS, timed):
             yield fed
-        finally:
-            left = orphans(fed.project)
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            print("\n[timing] summary: " + json.dumps(timed))
-        assert not left, f"processes of this module still running at its end: {left}"
-        assert not fed.errors(), fed.errors()
 
 
 # ---- what is in the table ------------------------------------------------------------------------

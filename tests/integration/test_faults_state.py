@@ -38,7 +38,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from federation_env import DATACENTERS, Federation, NAMESPACE, Project, Timings, digest, federation
-from interrupts import LOCKED, export, finish, kill_all, orphans, pending, start, two_ups_at_once, wait_installing
+from interrupts import (LOCKED, export, finish, kill_all, module_federation, pending, start,
+                        two_ups_at_once, wait_installing)
 from pulumi_mocks import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
@@ -169,21 +170,8 @@ def signed_by_primary_ca(env: Federation, context: str) -> bool:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    with federation(tmp_path_factory.mktemp("fs")) as fed:
-        for stack in DATACENTERS:
-            fed.project.write_stack(stack)
-        try:
-            yield fed
-        finally:
-            left = orphans(fed.project)
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            print("\n[timing] summary: " + json.dumps(timed))
-        assert not left, f"processes of this module still running at its end: {left}"
-        assert not fed.errors(), fed.errors()
+    with federation(tmp_path_factory.mktemp("fs")) as fed, module_federation(fed, DATACENTERS, timed):
+        yield fed
 
 
 # ---- 1. Ctrl-C during the first install ----------------------------------------------------------
