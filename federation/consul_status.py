@@ -125,11 +125,6 @@ def rpc_verdict(leaders: dict[str, str], errors: dict[str, str]) -> tuple[bool, 
     return True, f"leader of {', '.join(sorted(leaders))} answered"
 
 
-def rpc_concerns(leaders: dict[str, str], errors: dict[str, str]) -> tuple[str, ...]:
-    """The datacenters a failing ``rpc_verdict`` is about: those whose RPC failed or named no leader."""
-    return tuple(sorted({*errors, *(dc for dc, leader in leaders.items() if not leader)}))
-
-
 def members_verdict(members: list[Member], datacenters: list[str]) -> tuple[bool, str]:
     """Every datacenter of the federation has a server alive in the WAN pool, and no WAN member
     is failed (a gateway or address problem shows up there first). A member that left did so
@@ -146,24 +141,11 @@ def members_verdict(members: list[Member], datacenters: list[str]) -> tuple[bool
                   + (f"; left: {', '.join(left)}" if left else ""))
 
 
-def members_concerns(members: list[Member], datacenters: list[str]) -> tuple[str, ...]:
-    """The datacenters a failing ``members_verdict`` is about: those with no alive server, and
-    those of the members neither alive nor left."""
-    alive = {m.datacenter for m in members if m.status == "alive" and m.role == "consul"}
-    return tuple(sorted({*(dc for dc in datacenters if dc not in alive),
-                         *(m.datacenter for m in members if m.status not in ("alive", "left"))}))
-
-
 def datacenters_verdict(found: list[str], expected: list[str]) -> tuple[bool, str]:
     missing = [dc for dc in expected if dc not in found]
     if missing:
         return False, f"catalog lacks {', '.join(missing)} (it has {', '.join(found) or 'none'})"
     return True, f"catalog has {', '.join(found)}"
-
-
-def datacenters_concerns(found: list[str], expected: list[str]) -> tuple[str, ...]:
-    """The datacenters a failing ``datacenters_verdict`` is about: the missing ones."""
-    return tuple(dc for dc in expected if dc not in found)
 
 
 def replication_verdict(status: Replication, primary: str) -> tuple[bool, str]:

@@ -39,11 +39,9 @@ def _stop_message(stage: str, failed: list[Outcome], out: TextIO) -> None:
         print(f"\nstopped: {stage} failed in stack {o.stack}:\n  " + o.error.replace("\n", "\n  "), file=out)
 
 
-# After a stage of up: gate(the stacks running by then, the stacks of the stages still to come
-# (none after the last), not changed by this up yet) is None when the federation of the running
-# stacks is healthy (or, before the last stage, fails only where a later stage may fix it), else
-# why not.
-Gate = Callable[[list[str], list[str]], Optional[str]]
+# After a stage of up (the last one, or not): None when the federation of these stacks is
+# healthy, else why not.
+Gate = Callable[[list[str], bool], Optional[str]]
 
 
 def run_up(p: Plan, runner: Runner, parallel: int, gate: Optional[Gate] = None) -> int:
@@ -79,7 +77,7 @@ def _run_stages(stages: list[tuple[str, list[str]]], operation: Operation, runne
             print_summary(command, outcomes, not_run, runner.out)
             return EXIT_FAILED
         running.update(names)
-        unhealthy = gate([s for s in federation if s in running], later) if gate else None
+        unhealthy = gate([s for s in federation if s in running], index == len(stages) - 1) if gate else None
         if unhealthy:
             print(f"\nstopped: after {command} of {label}, {unhealthy}", file=runner.out)
             if not_run:

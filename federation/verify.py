@@ -52,8 +52,6 @@ GOSSIP_KEYRING = "gossip keyring: one primary key"
 LOCAL_KEYRING_QUERY = [("local-only", "true")]
 RPC_TO_EVERY_DATACENTER = "RPC reaches every datacenter"
 KUBERNETES, CONSUL = "kubernetes", "consul"
-# A Consul check's answer: (passed, detail, the datacenters a failure concerns)
-Verdict = tuple[bool, str, tuple[str, ...]]
 _STALE_FIX = ("re-run up on the primary and then the secondaries: python -m federation up "
               "(consul-k8s#417)")
 
@@ -66,15 +64,10 @@ class Row:
     source: str
     status: str
     detail: str
-    # A row about other datacenters (WAN members, catalog, RPC, ACL replication) that did not
-    # pass: the datacenters its failure concerns (an RPC that hung: the one asked for); () when
-    # it passed or names none
-    concerns: tuple[str, ...] = ()
 
 
-def row(dc: Datacenter, check: str, status: str, detail: str, source: str = KUBERNETES,
-        concerns: tuple[str, ...] = ()) -> Row:
-    return Row(dc.cfg.datacenter, dc.stack, check, source, status, detail, () if status == PASSED else concerns)
+def row(dc: Datacenter, check: str, status: str, detail: str, source: str = KUBERNETES) -> Row:
+    return Row(dc.cfg.datacenter, dc.stack, check, source, status, detail)
 
 
 def exit_code(rows: list[Row], kubernetes_only: bool) -> int:
@@ -248,37 +241,30 @@ def kubernetes_rows(dc: Datacenter, primary: Datacenter) -> list[Row]:
 
 
 def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], token: Optional[str]) -> list[Row]:
-    def members(body: bytes) -> Verdict:
-        found = consul_status.parse_members(body)
-        return (*consul_status.members_verdict(found, datacenters), consul_status.members_concerns(found, datacenters))
-
-    def catalog(body: bytes) -> Verdict:
-        found = consul_status.parse_datacenters(body)
-        return (*consul_status.datacenters_verdict(found, datacenters),
-                consul_status.datacenters_concerns(found, datacenters))
-
-    checks: list[tuple[str, str, list[tuple[str, str]], Callable[[bytes], Verdict]]] = [
-        ("WAN members alive", "/v1/agent/members", [("wan", "1")], members),
-        ("catalog has every datacenter", "/v1/catalog/datacenters", [], catalog),
+    checks: list[tuple[str, str, list[tuple[str, str]], Callable[[bytes], tuple[bool, str]]]] = [
+        ("WAN members alive", "/v1/agent/members", [("wan", "1")],
+         lambda body: consul_status.members_verdict(consul_status.parse_members(body), datacenters)),
+        ("catalog has every datacenter", "/v1/catalog/datacenters", [],
+         lambda body: consul_status.datacenters_verdict(consul_status.parse_datacenters(body), datacenters)),
     ]
     if dc is not primary and dc.cfg.acls:
         checks.append(("ACL replication running", "/v1/acl/replication", [],
-                       lambda body: (*consul_status.replication_verdict(
-                           consul_status.parse_replication(body), primary.cfg.datacenter), (primary.cfg.datacenter,))))
+                       lambda body: consul_status.replication_verdict(
+                           consul_status.parse_replication(body), primary.cfg.datacenter)))
     if dc is not primary:
         checks.append((PROXY_DEFAULTS_REPLICATED, "/v1/config/proxy-defaults/global", [],
-                       lambda body: (*consul_status.proxy_defaults_verdict(
-                           consul_status.parse_proxy_defaults_mode(body), primary.cfg.mesh_gateway.mode), ())))
+                       lambda body: consul_status.proxy_defaults_verdict(
+                           consul_status.parse_proxy_defaults_mode(body), primary.cfg.mesh_gateway.mode)))
     if dc.cfg.gossip_encryption:  # this datacenter's LAN pool, through its own cluster
         checks.append((GOSSIP_KEYRING, access.KEYRING_PATH, LOCAL_KEYRING_QUERY,
-                       lambda body: (*consul_status.keyring_verdict(
+                       lambda body: consul_status.keyring_verdict(
                            consul_status.parse_keyring(body), [dc.cfg.datacenter], access.gossip_secret_key(primary),
-                           wan=False), ())))
+                           wan=False)))
     rows = []
     for check, path, query, verdict in checks:
         try:
-            ok, detail, concerns = verdict(access.keyring_get(dc, query, token) if path == access.KEYRING_PATH
-                                           else access.consul_get(dc, path, query, token))
+            ok, detail = verdict(access.keyring_get(dc, query, token) if path == access.KEYRING_PATH
+                                 else access.consul_get(dc, path, query, token))
         except ApiException as exc:
             if exc.status == 404 and check == PROXY_DEFAULTS_REPLICATED and access.consul_answered(exc):
                 rows.append(row(dc, check, FAILED, "Consul has no proxy-defaults global here: not "
@@ -292,7 +278,7 @@ def consul_rows(dc: Datacenter, primary: Datacenter, datacenters: list[str], tok
         except (consul_status.ConsulOutputError, *access.NETWORK_ERRORS) as exc:
             rows.append(row(dc, check, NOT_CHECKED, _unchecked(exc), CONSUL))
             continue
-        rows.append(row(dc, check, PASSED if ok else FAILED, detail, CONSUL, concerns))
+        rows.append(row(dc, check, PASSED if ok else FAILED, detail, CONSUL))
     others = [name for name in datacenters if name != dc.cfg.datacenter]
     if others:
         rows.append(rpc_row(dc, others, token))
@@ -326,11 +312,10 @@ def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
             return row(dc, RPC_TO_EVERY_DATACENTER, NOT_CHECKED, _unchecked(exc), CONSUL)
         except access.NETWORK_ERRORS as exc:
             return row(dc, RPC_TO_EVERY_DATACENTER, NOT_CHECKED,
-                       f"{_unchecked(exc)} asking for the leader of {other} (no answer within {access.TIMEOUT} s: "
-                       "an RPC that hangs in a gateway path ends so too)", CONSUL, (other,))
+                          f"{_unchecked(exc)} asking for the leader of {other} (no answer within {access.TIMEOUT} s: "
+                          "an RPC that hangs in a gateway path ends so too)", CONSUL)
     ok, detail = consul_status.rpc_verdict(leaders, errors)
-    return row(dc, RPC_TO_EVERY_DATACENTER, PASSED if ok else FAILED, detail, CONSUL,
-               consul_status.rpc_concerns(leaders, errors))
+    return row(dc, RPC_TO_EVERY_DATACENTER, PASSED if ok else FAILED, detail, CONSUL)
 
 
 

@@ -40,8 +40,7 @@ def test_up_stops_where_a_change_breaks_the_federation_then_rolls_the_fixed_one(
     the primary gateway's advertised name on top: the gate fails after the first stage that
     breaks the federation, naming the rows, and dc3 is never touched. With the typo fixed, up
     rolls dc1, dc2 and dc3 one after the other, each checked before the next; the rows the
-    broken run left failing are waited for, but stop only the last stage (and a datacenter it
-    left failing, with the rows about it only, stops no stage before its own)."""
+    broken run left failing are waited for, but stop only the last stage."""
     wait_verify(fed, project, timeout=300, window=15, ignore=WAN_DISRUPTED)
     printed_table(fed, project, "before the change")
     before = {dc: server_pod(fed, dc).metadata.uid for dc in DATACENTERS}
@@ -76,9 +75,8 @@ def test_up_stops_where_a_change_breaks_the_federation_then_rolls_the_fixed_one(
     lines = done.stdout.splitlines()
     print("\n".join(line for line in lines if line.startswith("[gate]")))
     assert stop.group(1) == "the primary" or any(line.startswith("[gate] failing before this up") for line in lines)
-    # a stage's gate lets it go on when the federation is healthy, or when only excused rows still
-    # fail at the end of the wait: rows the broken run left failing, and, before dc2's stage, every
-    # row of dc2 (when its copy took the typo) and the rows about dc2 only
+    # a stage's gate lets it go on when the federation is healthy, or when only rows the broken
+    # run left failing still fail at the end of the wait (dc2's, when its copy took the typo)
     healthy = [i for i, line in enumerate(lines) if line.startswith(("[gate] healthy", "[gate] going on"))]
     started = {dc: next(i for i, line in enumerate(lines) if line.startswith(f"[{dc}] ")) for dc in DATACENTERS}
     assert len(healthy) == 3, "\n".join(line for line in lines if line.startswith("[gate]"))

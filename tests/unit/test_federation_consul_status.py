@@ -35,7 +35,6 @@ def test_members_verdict_needs_an_alive_server_in_every_datacenter():
     assert cs.members_verdict(members, ["dc1"]) == (True, "1 WAN member(s) alive in dc1")
     ok, detail = cs.members_verdict(members, ["dc1", "dc2"])
     assert not ok and detail == "no alive server of dc2"
-    assert cs.members_concerns(members, ["dc1", "dc2"]) == ("dc2",)  # what the gate of up may leave to dc2's stage
 
 
 def test_a_failed_member_fails_the_verdict_and_is_named():
@@ -44,17 +43,6 @@ def test_a_failed_member_fails_the_verdict_and_is_named():
     ok, detail = cs.members_verdict(cs.parse_members(variant("agent-members.json", fail)), ["dc1"])
     assert not ok
     assert detail == "no alive server of dc1; foobar (dc1) failed"
-
-
-def test_a_members_failure_concerns_the_datacenters_without_an_alive_server_and_of_failed_members():
-    def dc3_failed(doc):
-        doc.append({**doc[0], "Name": "consul-server-0.dc3", "Status": 4, "Tags": {**doc[0]["Tags"], "dc": "dc3"}})
-        doc.append({**doc[0], "Name": "consul-server-1.dc1", "Status": 3})
-    members = cs.parse_members(variant("agent-members.json", dc3_failed))
-    assert cs.members_verdict(members, ["dc1", "dc2", "dc3"]) == (
-        False, "no alive server of dc2, dc3; consul-server-0.dc3 (dc3) failed")
-    assert cs.members_concerns(members, ["dc1", "dc2", "dc3"]) == ("dc2", "dc3")
-    assert cs.members_concerns(members, ["dc1"]) == ("dc3",)
 
 
 def test_only_servers_count_as_a_datacenters_alive_members():
@@ -77,7 +65,6 @@ def test_datacenters_parse_and_verdict():
     assert found == ["dc1", "dc2"]
     assert cs.datacenters_verdict(found, ["dc1", "dc2"])[0]
     assert cs.datacenters_verdict(found, ["dc1", "dc2", "dc3"]) == (False, "catalog lacks dc3 (it has dc1, dc2)")
-    assert cs.datacenters_concerns(found, ["dc1", "dc2", "dc3", "dc4"]) == ("dc3", "dc4")
 
 
 def test_replication_parse_the_recorded_response():
@@ -156,7 +143,6 @@ def test_leader_parse_and_rpc_verdict():
         (True, "leader of dc2, dc3 answered")
     assert cs.rpc_verdict({"dc2": "10.1.10.12:8300", "dc4": ""}, {"dc3": "No path to datacenter"}) == \
         (False, "dc3: No path to datacenter; dc4: no leader")
-    assert cs.rpc_concerns({"dc2": "10.1.10.12:8300", "dc4": ""}, {"dc3": "No path to datacenter"}) == ("dc3", "dc4")
 
 
 # The sample keyring's keys (K1 primary) and their fingerprints (`printf %s KEY | sha256sum`).

@@ -26,8 +26,8 @@ def test_stages_roll_running_secondaries_one_at_a_time_and_new_ones_together():
         ("the secondary dc3", ["dc3"])]
 
 
-def row(dc, check, status=PASSED, detail="ok", concerns=()):
-    return Row(dc, dc, check, "consul", status, detail, concerns)
+def row(dc, check, status=PASSED, detail="ok"):
+    return Row(dc, dc, check, "consul", status, detail)
 
 
 class Clock:
@@ -92,7 +92,7 @@ class GatedRecorder(stack_runner.Runner):
 def test_up_checks_the_federation_after_each_stage_and_stops_before_the_next_datacenter():
     runner = GatedRecorder({"dc1", "dc2", "dc3"})
 
-    def gate(members, later):
+    def gate(members, last):
         runner.events.append(f"gate {','.join(members)}")
         if runner.events[-2] == "up dc1":
             return ("the federation was not healthy within 90 s; these rows did not pass:\n"
@@ -110,19 +110,18 @@ def test_up_checks_the_federation_after_each_stage_and_stops_before_the_next_dat
 
 def test_a_first_install_gates_only_what_runs_by_then():
     runner = GatedRecorder(set())
-    assert operate.run_up(plan(), runner, parallel=4, gate=lambda m, later: runner.events.append(
-        f"gate {','.join(m)}; later: {','.join(later) or 'none'}")) == cli.EXIT_OK
-    assert runner.events[:2] == ["up dc1", "gate dc1; later: dc2,dc3"]
-    assert sorted(runner.events[2:4]) == ["up dc2", "up dc3"] and runner.events[4] == "gate dc1,dc2,dc3; later: none"
+    assert operate.run_up(plan(), runner, parallel=4, gate=lambda m, last: runner.events.append(
+        f"gate {','.join(m)}{' (last)' if last else ''}")) == cli.EXIT_OK
+    assert runner.events[:2] == ["up dc1", "gate dc1"]
+    assert sorted(runner.events[2:4]) == ["up dc2", "up dc3"] and runner.events[4] == "gate dc1,dc2,dc3 (last)"
 
 
 def test_up_with_a_healthy_gate_rolls_every_datacenter_in_order():
-    """The gate learns the stacks running and the stacks this up has not changed yet."""
     runner = GatedRecorder({"dc1", "dc2", "dc3"})
-    assert operate.run_up(plan(), runner, parallel=4, gate=lambda m, later: runner.events.append(
-        f"gate {','.join(m)}; later: {','.join(later) or 'none'}")) == cli.EXIT_OK
-    assert runner.events == ["up dc1", "gate dc1,dc2,dc3; later: dc2,dc3", "up dc2", "gate dc1,dc2,dc3; later: dc3",
-                             "up dc3", "gate dc1,dc2,dc3; later: none"]
+    assert operate.run_up(plan(), runner, parallel=4, gate=lambda m, last: runner.events.append(
+        f"gate {','.join(m)}{' (last)' if last else ''}")) == cli.EXIT_OK
+    assert runner.events == ["up dc1", "gate dc1,dc2,dc3", "up dc2", "gate dc1,dc2,dc3", "up dc3",
+                             "gate dc1,dc2,dc3 (last)"]
 
 
 def test_a_gate_that_times_out_after_one_lucky_pass_names_the_rows_that_failed_before_it():
@@ -153,16 +152,16 @@ def test_rows_failing_before_the_run_are_waited_for_then_stop_only_the_last_stag
     monkeypatch.setattr(rollout.time, "monotonic", iter(range(0, 10_000, 10)).__next__)
     gate = rollout.federation_gate(plan(), runner, timeout=60)
     assert checks == [["dc1", "dc2", "dc3"]]  # once before any stage, over what runs
-    assert gate(["dc1", "dc2", "dc3"], ["dc2", "dc3"]) is None
+    assert gate(["dc1", "dc2", "dc3"], False) is None
     assert len(checks) == 1 + 6  # checked until the time was up (the clock moves 10 s a reading), not less
     out = runner.out.getvalue()
-    assert ("[gate] failing before this up (after the wait, they stop only the last stage; the other rows of "
-            "dc2, and the rows about only it, stop no stage before its own): dc2 RPC reaches every datacenter") in out
+    assert ("[gate] failing before this up (after the wait, they stop only the last stage): "
+            "dc2 RPC reaches every datacenter") in out
     assert ("[gate] 1/2 rows pass; waiting for dc2 RPC reaches every datacenter (failing before this up) "
             "(10 s of 60 s)") in out
-    assert ("[gate] going on: only excused rows still fail after 60 s, left to a later stage: "
-            "dc2 RPC reaches every datacenter (failing before this up)") in out
-    stopped = gate(["dc1", "dc2", "dc3"], [])
+    assert ("[gate] going on: only rows failing before this up still fail after 60 s, left to a later stage: "
+            "dc2 RPC reaches every datacenter") in out
+    stopped = gate(["dc1", "dc2", "dc3"], True)
     assert stopped == ("the federation was not healthy within 60 s; these rows did not pass:\n"
                        "  dc2      RPC reaches every datacenter: FAILED: dc1: lookup dc1-gatway.consul.test: "
                        "no such host (failed before this up too)")
@@ -175,7 +174,7 @@ def test_a_row_failing_before_the_run_that_heals_lets_the_stage_go_on_at_once(mo
     monkeypatch.setattr(rollout.verify, "collect", lambda *_: next(answers))
     monkeypatch.setattr(rollout.time, "sleep", lambda _: None)
     gate = rollout.federation_gate(plan(), runner, timeout=600)
-    assert gate(["dc1", "dc2"], ["dc2"]) is None
+    assert gate(["dc1", "dc2"], False) is None
     assert "[gate] healthy: 1 rows passed 2 times in a row" in runner.out.getvalue()
 
 
@@ -185,8 +184,8 @@ def test_a_row_that_passed_before_the_run_holds_up_every_stage(monkeypatch):
                     [row("dc2", "WAN members alive", FAILED, "consul-server-0.dc1 (dc1) failed")]])
     monkeypatch.setattr(rollout.verify, "collect", lambda *_: next(answers))
     gate = rollout.federation_gate(plan(), runner, timeout=0)
-    assert gate(["dc1", "dc2"], ["dc2"]) == ("the federation was not healthy within 0 s; these rows did not pass:\n"
-                                             "  dc2      WAN members alive: FAILED: consul-server-0.dc1 (dc1) failed")
+    assert gate(["dc1", "dc2"], False) == ("the federation was not healthy within 0 s; these rows did not pass:\n"
+                                           "  dc2      WAN members alive: FAILED: consul-server-0.dc1 (dc1) failed")
 
 
 def test_a_first_install_checks_nothing_before_it(monkeypatch):
@@ -201,103 +200,3 @@ def test_a_gate_that_times_out_after_a_single_pass_says_so():
     healthy, rows = rollout.wait_healthy(lambda: [row("dc2", "WAN members alive")], 0, lambda _: None,
                                          clock, clock.sleep)
     assert not healthy and rollout.failing_rows_text(rows) == "  (each row passed, but not 2 times in a row)"
-
-
-WAN, RPC = "WAN members alive", rollout.verify.RPC_TO_EVERY_DATACENTER
-NO_HOST = "dc1: lookup dc1-gatway.consul.test: no such host"
-# the flake of tests/consul/test_rolling_change.py: an earlier up cut dc2 off (its copy of the
-# federation secret took a typo); at the single check before the fixed up only dc2's RPC row failed
-DC2_BROKEN = [row("dc1", WAN), row("dc1", RPC), row("dc2", WAN), row("dc2", RPC, FAILED, NO_HOST, ("dc1",)),
-              row("dc3", WAN), row("dc3", RPC)]
-HEALTHY = [row("dc1", WAN), row("dc1", RPC), row("dc2", WAN), row("dc2", RPC), row("dc3", WAN), row("dc3", RPC)]
-# after dc1's stage: dc2 still cut off, which the other datacenters' rows say too
-DC2_CUT_OFF = [row("dc1", WAN, FAILED, "no alive server of dc2", ("dc2",)),
-               row("dc1", RPC, FAILED, "dc2: No path to datacenter", ("dc2",)),
-               row("dc2", WAN, FAILED, "no alive server of dc1, dc3", ("dc1", "dc3")),
-               row("dc2", RPC, FAILED, NO_HOST, ("dc1",)),
-               row("dc3", WAN, FAILED, "consul-server-0.dc2 (dc2) failed", ("dc2",)),
-               row("dc3", RPC)]
-DC2_CUT_OFF_TEXT = ("the federation was not healthy within 60 s; these rows did not pass:\n"
-                    "  dc1      WAN members alive: FAILED: no alive server of dc2\n"
-                    "  dc1      RPC reaches every datacenter: FAILED: dc2: No path to datacenter\n"
-                    "  dc2      WAN members alive: FAILED: no alive server of dc1, dc3\n"
-                    "  dc2      RPC reaches every datacenter: FAILED: " + NO_HOST + "{}\n"
-                    "  dc3      WAN members alive: FAILED: consul-server-0.dc2 (dc2) failed")
-
-
-def gate_after(monkeypatch, before, after):
-    """A gate of 60 s over dc1, dc2, dc3: `before` answers the check before the first stage,
-    `after` every check after it."""
-    runner = GatedRecorder({"dc1", "dc2", "dc3"})
-    answers = iter([before])
-    monkeypatch.setattr(rollout.verify, "collect", lambda *_: next(answers, after))
-    monkeypatch.setattr(rollout.time, "sleep", lambda _: None)
-    monkeypatch.setattr(rollout.time, "monotonic", iter(range(0, 10_000, 10)).__next__)
-    return runner, rollout.federation_gate(plan(), runner, timeout=60)
-
-
-def test_the_excuse_of_each_failing_row():
-    """Excused: a row failing before this up; a row of a datacenter failing before whose stage
-    is still to come; a row about only such datacenters. Nothing after the last stage."""
-    failed_before = [row("dc2", RPC, FAILED, NO_HOST, ("dc1",))]
-    rows = [row("dc2", RPC, FAILED, NO_HOST, ("dc1",)),
-            row("dc2", WAN, FAILED, "no alive server of dc1", ("dc1",)),
-            row("dc1", WAN, FAILED, "no alive server of dc2", ("dc2",)),
-            row("dc1", WAN, FAILED, "no alive server of dc2; consul-server-0.dc1 (dc1) failed", ("dc1", "dc2")),
-            row("dc3", RPC, FAILED, "dc1: No path to datacenter", ("dc1",)),
-            row("dc3", WAN, FAILED, "no alive server of dc3", ("dc3",)),
-            row("dc1", "server StatefulSet ready", FAILED, "0/1 ready")]
-    assert [rollout.excuse(failed_before, ["dc2", "dc3"])(r) for r in rows] == [
-        "failing before this up",
-        "dc2 was failing before this up and its stage has not run yet",
-        "only about dc2, which was failing before this up and whose stage has not run yet",
-        None, None, None, None]
-    assert [rollout.excuse(failed_before, ["dc3"])(r) for r in rows] == ["failing before this up"] + [None] * 6
-    assert [rollout.excuse(failed_before, [])(r) for r in rows] == [None] * 7
-
-
-def test_a_datacenter_broken_before_this_up_does_not_hold_up_the_stages_before_its_own(monkeypatch):
-    """The flake: dc2 was cut off before this up, and only its RPC row failed at that check. After
-    dc1's stage dc2's other rows, and the rows of dc1 and dc3 about dc2, fail too: waited for,
-    then left to dc2's stage, the only one that can fix them."""
-    runner, gate = gate_after(monkeypatch, DC2_BROKEN, DC2_CUT_OFF)
-    assert gate(["dc1", "dc2", "dc3"], ["dc2", "dc3"]) is None
-    said = runner.out.getvalue().splitlines()
-    about_dc2 = "only about dc2, which was failing before this up and whose stage has not run yet"
-    dc2s = "dc2 was failing before this up and its stage has not run yet"
-    assert said[:2] == [
-        "[gate] failing before this up (after the wait, they stop only the last stage; the other rows of dc2, and the "
-        "rows about only it, stop no stage before its own): dc2 RPC reaches every datacenter",
-        "[gate] checking the federation of dc1, dc2, dc3 (at most 60 s)"]
-    assert said[2] == (f"[gate] 1/6 rows pass; waiting for dc1 WAN members alive ({about_dc2}), dc1 RPC reaches every "
-                       f"datacenter ({about_dc2}), dc2 WAN members alive ({dc2s}), dc2 RPC reaches every datacenter "
-                       f"(failing before this up), dc3 WAN members alive ({about_dc2}) (10 s of 60 s)")
-    assert said[-1] == (f"[gate] going on: only excused rows still fail after 60 s, left to a later stage: "
-                        f"dc1 RPC reaches every datacenter ({about_dc2}), dc1 WAN members alive ({about_dc2}), "
-                        f"dc2 RPC reaches every datacenter (failing before this up), dc2 WAN members alive ({dc2s}), "
-                        f"dc3 WAN members alive ({about_dc2})")
-    assert len(said) == 2 + 5 + 1  # before; checking; a line per check but the last (the time was up); going on
-
-
-def test_the_same_failure_of_a_datacenter_healthy_before_this_up_stops_after_the_primary(monkeypatch):
-    runner, gate = gate_after(monkeypatch, HEALTHY, DC2_CUT_OFF)
-    assert gate(["dc1", "dc2", "dc3"], ["dc2", "dc3"]) == DC2_CUT_OFF_TEXT.format("")
-    assert "[gate] failing before this up" not in runner.out.getvalue()
-
-
-def test_a_datacenter_broken_before_is_excused_no_more_once_its_stage_has_run(monkeypatch):
-    """After dc2's stage, only the row failing before this up is still excused; the rest stop the run."""
-    runner, gate = gate_after(monkeypatch, DC2_BROKEN, DC2_CUT_OFF)
-    assert gate(["dc1", "dc2", "dc3"], ["dc3"]) == DC2_CUT_OFF_TEXT.format(" (failed before this up too)")
-    assert ("[gate] 1/6 rows pass; waiting for dc1 WAN members alive, dc1 RPC reaches every datacenter, dc2 WAN "
-            "members alive, dc2 RPC reaches every datacenter (failing before this up), dc3 WAN members alive "
-            "(10 s of 60 s)") in runner.out.getvalue().splitlines()
-
-
-def test_the_last_stage_excuses_nothing(monkeypatch):
-    runner, gate = gate_after(monkeypatch, DC2_BROKEN, [*HEALTHY[:3], DC2_BROKEN[3], *HEALTHY[4:]])
-    assert gate(["dc1", "dc2", "dc3"], []) == (
-        "the federation was not healthy within 60 s; these rows did not pass:\n"
-        "  dc2      RPC reaches every datacenter: FAILED: " + NO_HOST + " (failed before this up too)")
-    assert ("[gate] 5/6 rows pass; waiting for dc2 RPC reaches every datacenter (10 s of 60 s)"
-            in runner.out.getvalue().splitlines())

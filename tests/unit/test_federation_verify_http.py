@@ -138,11 +138,7 @@ def rows_by_check(rows):
 
 def test_the_primary_rows_from_a_realistic_federation(federation):
     dc1 = federation["dc1"]
-    got = v.consul_rows(dc1, dc1, ["dc1", "dc2", "dc3"], TOKEN)
-    rows = rows_by_check(got)
-    # the datacenters each failure concerns (up's gate may leave such rows to that datacenter's stage)
-    assert {r.check: r.concerns for r in got} == {"WAN members alive": ("dc3",), "catalog has every datacenter": (),
-                                                  v.RPC_TO_EVERY_DATACENTER: ("dc3",)}
+    rows = rows_by_check(v.consul_rows(dc1, dc1, ["dc1", "dc2", "dc3"], TOKEN))
     assert rows == {
         # the member that left is gone on purpose; the failed one is not
         "WAN members alive": (v.FAILED, "no alive server of dc3; consul-server-0.dc3 (dc3) failed"),
@@ -155,10 +151,7 @@ def test_the_primary_rows_from_a_realistic_federation(federation):
 
 
 def test_a_secondary_whose_replication_never_synced_fails(federation):
-    got = v.consul_rows(federation["dc2"], federation["dc1"], ["dc1", "dc2"], TOKEN)
-    assert {r.check: r.concerns for r in got if r.status != v.PASSED} == {"ACL replication running": ("dc1",),
-                                                                          "WAN members alive": ("dc3",)}
-    rows = rows_by_check(got)
+    rows = rows_by_check(v.consul_rows(federation["dc2"], federation["dc1"], ["dc1", "dc2"], TOKEN))
     assert rows["ACL replication running"] == (
         v.FAILED, "never synced: no replication round from dc1 has succeeded yet (LastSuccess is zero)")
     assert rows[v.PROXY_DEFAULTS_REPLICATED][0] == v.PASSED
