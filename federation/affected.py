@@ -1,6 +1,7 @@
 """`python -m federation affected`: the stacks a change touches, as a JSON list (a CI matrix).
 
-A stack file's change touches that stack; the program's code and dependencies touch every stack;
+A stack file's change touches that stack; the program's code and dependencies, and the policy pack
+(its rules decide whether a preview passes), touch every stack;
 a primary's change also touches the secondaries that join it, whose values embed its datacenter.
 """
 
@@ -16,7 +17,7 @@ from typing import Iterable, Optional
 from . import revision, stacks
 
 # Paths (fnmatch patterns, from the repository root) whose change touches every stack.
-PROGRAM_PATHS = ("components/*", "__main__.py", "requirements*.txt", "Pulumi.yaml")
+PROGRAM_PATHS = ("components/*", "__main__.py", "requirements*.txt", "Pulumi.yaml", "policy/*")
 _STACK_PATH = re.compile(r"^Pulumi\.(?P<stack>.+)\.yaml$")
 
 

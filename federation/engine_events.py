@@ -1,5 +1,6 @@
 """What one engine run did, from its structured events rather than its human text: the change
-counts of its summary event, and its error diagnostics, each named by its resource.
+counts of its summary event, and its error diagnostics and mandatory policy violations, each
+named by its resource.
 
 ``pulumi up|preview|destroy`` write the events to ``--event-log FILE`` (a JSON object a line; the
 CLI registers the flag when ``PULUMI_DEBUG_COMMANDS=true``, as the Automation API sets it) or hand
@@ -22,6 +23,8 @@ ERROR_LINES = 12
 # Steps that only read (a StackReference, a get): no change to anything, and left out of the
 # counts as the engine's own "Resources:" summary leaves them out (pkg/backend/display/diff.go).
 READ_OPS = ("read", "discard", "read-replacement")
+# A policy violation that fails the run (an advisory one is a warning in the engine's output).
+MANDATORY = "mandatory"
 
 
 class EngineFailed(Exception):
@@ -61,6 +64,9 @@ def summarize(events: Iterable[auto.EngineEvent]) -> EngineRun:
         diagnostic = event.diagnostic_event
         if diagnostic is not None and diagnostic.severity == "error":
             run.errors.append(_error(diagnostic))
+        policy = event.policy_event
+        if policy is not None and policy.enforcement_level == MANDATORY:
+            run.errors.append(_violation(policy))
     return run
 
 
@@ -79,3 +85,10 @@ def _error(diagnostic: auto.DiagnosticEvent) -> str:
     if lines and lines[0].startswith("Program failed with an unhandled exception"):
         lines = lines[-1:]
     return f"{name}: " + "\n  ".join(cut(lines))
+
+
+def _violation(policy: auto.PolicyEvent) -> str:
+    """'<resource name>: policy <pack>/<policy>: <message>' (the message names stack and setting)."""
+    name = policy.resource_urn.rsplit("::", 1)[-1] if policy.resource_urn else "the stack"
+    lines = [line.strip() for line in policy.message.strip().splitlines() if line.strip()]
+    return f"{name}: policy {policy.policy_pack_name}/{policy.policy_name}: " + "\n  ".join(cut(lines))

@@ -5,7 +5,8 @@ federation needs, on the Pulumi Automation API.
 with the gate of ``rollout.py`` (the default of ``python -m federation up``), each running
 secondary alone and the federation checked after every stage.
 ``destroy``: the secondaries first, the primary last (a secondary's servers keep calling the
-primary). ``preview``: every stack at once. Each stack's engine output is printed on lines
+primary). ``preview``: every stack at once. ``up`` and ``preview`` run the project's policy pack
+(policy/; --no-policy: not this time): a mandatory rule broken fails that stack. Each stack's engine output is printed on lines
 prefixed with ``[<stack>]``; a summary per stack ends the run.
 
 Stacks are the ``Pulumi.<stack>.yaml`` files of --project-dir and their ``role``. The backend and
@@ -16,7 +17,8 @@ Exit codes: 0 everything ran and succeeded; 1 a stack failed (the run stops afte
 failed in, naming the stack and the error), the federation was not healthy after a stage (naming
 the rows and the stacks not changed yet), or the pulumi CLI could not run; 2 refused before
 anything ran (unknown stack in --stacks, no primary or two, a secondary whose primaryStack is not
-the primary's stack, destroying the primary while a secondary still has resources). A usage
+the primary's stack, destroying the primary while a secondary still has resources, no policy
+pack in the project). A usage
 error (unknown option) exits 1, as for every ``python -m federation`` command.
 """
 
@@ -29,7 +31,7 @@ from typing import Callable, Iterable, Optional, TextIO
 from pulumi import automation as auto
 
 from .cli import CLI_MISSING, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, add_arguments, plan_or_report, report_cli_missing
-from . import runner as stack_runner
+from . import policy_pack, runner as stack_runner
 from .runner import Operation, Outcome, Runner, print_summary
 from .stack_plan import Plan, destroy_refusal, up_stages
 
@@ -38,6 +40,9 @@ def _stop_message(stage: str, failed: list[Outcome], out: TextIO) -> None:
     for o in failed:
         print(f"\nstopped: {stage} failed in stack {o.stack}:\n  " + o.error.replace("\n", "\n  "), file=out)
 
+
+# The commands that run the project's policy pack.
+POLICY_COMMANDS = ("up", "preview")
 
 # After a stage of up (the last one, or not): None when the federation of these stacks is
 # healthy, else why not.
@@ -98,7 +103,11 @@ def run_command(command: str, args: argparse.Namespace,
     if args.parallel < 1:
         print(f"federation {command}: refused: --parallel must be 1 or more", file=sys.stderr)
         return EXIT_REFUSED
-    runner = Runner(args.project_dir)
+    packs, refusal = policy_pack.packs(args) if command in POLICY_COMMANDS else ([], None)
+    if refusal:
+        print(f"federation {command}: refused: {refusal}", file=sys.stderr)
+        return EXIT_REFUSED
+    runner = Runner(args.project_dir, policy_packs=packs)
     try:
         if command == "up":
             return run_up(p, runner, args.parallel, gate_for(p, runner) if gate_for else None)
@@ -127,6 +136,8 @@ class Command:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_arguments(parser)
+        if self.name in POLICY_COMMANDS:
+            policy_pack.add_argument(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         return run_command(self.name, args)

@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, TextIO
+from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
 
 from pulumi import automation as auto
 
@@ -75,9 +75,10 @@ def format_changes(changes: dict[str, int]) -> str:
 class Runner:
     """Runs one operation per stack through the Automation API, printing prefixed lines."""
 
-    def __init__(self, project_dir: str, out: TextIO = sys.stdout):
+    def __init__(self, project_dir: str, out: TextIO = sys.stdout, policy_packs: Sequence[str] = ()):
         self.project_dir = os.path.abspath(project_dir)
         self.out = out
+        self.policy_packs = tuple(policy_packs)  # run by up and preview (policy_pack.py)
         self._lock = threading.Lock()
         self._select_lock = threading.Lock()
         self._command: Optional[auto.PulumiCommand] = None
@@ -138,7 +139,7 @@ class Runner:
         try:
             prepared = self._prepared.pop(name, None)
             stack = (prepared.result() if prepared else None) or self.stack(name, create)
-            changes, note = operation.call(stack, on_output)
+            changes, note = operation.call(stack, on_output, self.policy_packs)
         except auto.errors.StackNotFoundError:
             if operation.absent_is_done:
                 return Outcome(name, True, note=f"not in the backend: nothing to {operation.name}")
@@ -167,15 +168,17 @@ class Runner:
             return list(pool.map(lambda n: self.run(n, operation, create), names))
 
 
-def _up(stack: auto.Stack, on_output: Callable[[str], None]) -> tuple[dict[str, int], str]:
+def _up(stack: auto.Stack, on_output: Callable[[str], None], policy_packs: Sequence[str]
+        ) -> tuple[dict[str, int], str]:
     """`pulumi up` through PulumiCommand rather than Stack.up: Stack.up reads the outputs and the
     history afterwards (three more decrypting CLI runs, 2-3 s per stack) for a summary that the
     engine's own events already end with."""
     note = refresh_if_pending(stack, on_output)
     with tempfile.TemporaryDirectory(prefix="federation-up-") as scratch:
         log = os.path.join(scratch, "events.json")
+        packs = [arg for pack in policy_packs for arg in ("--policy-pack", pack)]
         try:
-            stack_cli(stack, ["up", "--yes", "--skip-preview", "--color", "never", "--event-log", log],
+            stack_cli(stack, ["up", "--yes", "--skip-preview", "--color", "never", "--event-log", log, *packs],
                       on_output=on_output, env=engine_events.EVENT_LOG_ENV)
         except auto.errors.CommandError:
             _raise_engine_errors(engine_events.read_event_log(log) if os.path.exists(log) else [])
@@ -203,22 +206,25 @@ def _automation(call: Callable[..., Any], on_output: Callable[[str], None], **kw
         raise
 
 
-def _preview(stack: auto.Stack, on_output: Callable[[str], None]) -> tuple[dict[str, int], str]:
-    result = _automation(stack.preview, on_output, diff=True)
+def _preview(stack: auto.Stack, on_output: Callable[[str], None], policy_packs: Sequence[str]
+             ) -> tuple[dict[str, int], str]:
+    result = _automation(stack.preview, on_output, diff=True, policy_packs=list(policy_packs) or None)
     return {op: n for op, n in (result.change_summary or {}).items() if n}, ""
 
 
-def _destroy(stack: auto.Stack, on_output: Callable[[str], None]) -> tuple[dict[str, int], str]:
+def _destroy(stack: auto.Stack, on_output: Callable[[str], None], _policy_packs: Sequence[str]
+             ) -> tuple[dict[str, int], str]:
     result = _automation(stack.destroy, on_output)
     return {op: n for op, n in (result.summary.resource_changes or {}).items() if n}, ""
 
 
 @dataclass(frozen=True)
 class Operation:
-    """One engine operation: ``call(stack, on_output)`` -> (change counts, note)."""
+    """One engine operation: ``call(stack, on_output, policy packs)`` -> (change counts, note);
+    destroy runs no policy (nothing it removes can break a rule)."""
 
     name: str
-    call: Callable[[auto.Stack, Callable[[str], None]], tuple[dict[str, int], str]]
+    call: Callable[[auto.Stack, Callable[[str], None], Sequence[str]], tuple[dict[str, int], str]]
     absent_is_done: bool = False  # a stack the backend lacks has nothing left to do
 
 

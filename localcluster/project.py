@@ -29,6 +29,9 @@ class ScratchProject:
         self.dir.mkdir()
         (self.dir / "__main__.py").symlink_to(Path(REPO_ROOT, "__main__.py"))
         (self.dir / "components").symlink_to(Path(REPO_ROOT, "components"))
+        # The policy pack, and the .venv its PulumiPolicy.yaml names (../.venv from policy/).
+        (self.dir / "policy").symlink_to(Path(REPO_ROOT, "policy"))
+        (self.dir / ".venv").symlink_to(Path(REPO_ROOT, ".venv"))
         (self.dir / "Pulumi.yaml").write_text(yaml.safe_dump({
             "name": "consul-federation",
             "runtime": {"name": "python", "options": {"toolchain": "pip",

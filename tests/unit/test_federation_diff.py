@@ -158,6 +158,7 @@ PRIMARIES = {"dc1": None, "dc2": "dc1", "dc3": "dc1", "eu1": None, "eu2": "eu1"}
     (["requirements.txt"], sorted(PRIMARIES)),
     (["__main__.py", "README.md"], sorted(PRIMARIES)),
     (["Pulumi.yaml"], sorted(PRIMARIES)),
+    (["policy/team.yaml"], sorted(PRIMARIES)),
     (["Pulumi.dc2.yaml"], ["dc2"]),
     (["Pulumi.dc1.yaml"], ["dc1", "dc2", "dc3"]),
     (["Pulumi.eu1.yaml", "Pulumi.dc3.yaml"], ["dc3", "eu1", "eu2"]),

@@ -290,9 +290,44 @@ def test_an_up_that_exits_0_without_a_summary_event_is_no_success():
 def test_preview_exits_1_when_a_stack_failed(tmp_path, monkeypatch, failing, code):
     directory = project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2", PRIMARY_REF)})
     runner = Recorder(failing=failing)
-    monkeypatch.setattr(operate, "Runner", lambda project_dir: runner)
-    assert cli.main(["preview", "--project-dir", str(directory)]) == code
+    monkeypatch.setattr(operate, "Runner", lambda project_dir, policy_packs: runner)
+    assert cli.main(["preview", "--project-dir", str(directory), "--no-policy"]) == code
     assert sorted(runner.ran) == ["dc1", "dc2"]
+
+
+@pytest.mark.parametrize("command", ["preview", "up"])
+def test_up_and_preview_run_the_projects_policy_pack_unless_told_not_to(tmp_path, monkeypatch, capsys, command):
+    directory = project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2", PRIMARY_REF)})
+    given: list[list[str]] = []
+
+    def runner(project_dir, policy_packs):
+        given.append(policy_packs)
+        return Recorder()
+
+    monkeypatch.setattr(operate, "Runner", runner)
+    argv = [command, "--project-dir", str(directory)] + (["--gate-timeout", "0"] if command == "up" else [])
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"federation {command}: refused: no policy pack at {directory}/policy (no PulumiPolicy.yaml): restore "
+        "the project's policy/ directory, or run with --no-policy to go without its rules\n")
+    assert given == []
+    (directory / "policy").mkdir()
+    (directory / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\n")
+    assert cli.main(argv) == 0
+    assert cli.main([*argv, "--no-policy"]) == 0
+    assert given == [[str(directory / "policy")], []]
+
+
+def test_destroy_runs_no_policy_pack(tmp_path, monkeypatch):
+    directory = project(tmp_path, {"dc1": primary()})
+    given: list[list[str]] = []
+    recorder = Recorder()
+    recorder.resource_counts = lambda: {}
+    monkeypatch.setattr(operate, "Runner", lambda project_dir, policy_packs: given.append(policy_packs) or recorder)
+    assert cli.main(["destroy", "--project-dir", str(directory)]) == 0
+    assert given == [[]]
+    with pytest.raises(SystemExit):
+        cli.main(["destroy", "--project-dir", str(directory), "--no-policy"])  # no such option
 
 
 def test_a_stack_missing_from_the_backend_fails_except_for_destroy():
@@ -342,7 +377,7 @@ def test_no_backend_is_named_with_the_fix_not_the_clis_raw_output(tmp_path, monk
     runner.stack = not_logged_in
     assert runner.run("dc1", stack_runner.PREVIEW).error == NO_BACKEND_TEXT
     runner.resource_counts = not_logged_in
-    monkeypatch.setattr(operate, "Runner", lambda project_dir: runner)
+    monkeypatch.setattr(operate, "Runner", lambda project_dir, policy_packs: runner)
     directory = project(tmp_path, {"dc1": primary(), "dc2": secondary("dc2")})
     assert cli.main(["destroy", "--project-dir", str(directory)]) == 1
     assert capsys.readouterr().err == f"federation destroy: {NO_BACKEND_TEXT}\n"
