@@ -56,8 +56,11 @@ def test_federation_preview_applies_the_pack_unless_told_not_to(env):
     refused = env.cli("preview", "--stacks", "dc1")
     assert refused.returncode == 1, refused.stdout[-4000:] + refused.stderr[-2000:]
     summary = refused.stdout[refused.stdout.index("preview summary:"):]
-    assert "dc1      FAILED  consul: policy consul-federation/acls-with-replication: " + ACLS in summary, summary
-    assert "consul: policy consul-federation/gossip-encryption: " + GOSSIP in summary, summary
+    # each violation: the Release's name, the policy, its description, then the rule's message
+    assert one_line(summary).startswith(
+        "preview summary: dc1 FAILED dc1-consul: policy consul-federation/acls-with-replication: ACLs on, with "
+        "the primary's tokens replicated " + ACLS + " dc1-consul: policy consul-federation/gossip-encryption: "
+        "gossip encrypted in every datacenter " + GOSSIP), summary
     assert "high-availability" not in summary  # advisory: not a failure
     done = env.cli("preview", "--stacks", "dc1", "--no-policy")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

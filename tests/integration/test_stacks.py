@@ -1,16 +1,15 @@
 """`pulumi up -s dc1`, then dc2 and dc3, for real, on this machine, with the default chart 2.0.3
 and Helm's wait on: what a user runs.
 
-REAL: the Pulumi CLI (3.260.0, built from source) running the real Python SDK's
-pulumi-language-python-exec; pulumi-resource-kubernetes (built from source; it runs Helm
+REAL: the Pulumi CLI (3.260.0, built from source) and its Python language host (built from its
+pinned v3.259.0 source against 3.260.0's modules) running the real Python SDK's
+pulumi-language-python-exec; the project's policy pack where `python -m federation` runs it
+(test_policy_pack.py); pulumi-resource-kubernetes (built from source; it runs Helm
 in-process: install, upgrade and uninstall with hooks and Helm's wait for readiness) and
 pulumi-resource-random; the file state backend with a passphrase secrets provider; the
 StackReferences between the stacks; the Consul chart 2.0.3 from ../shared/charts (sha256 pinned);
 three kube-apiservers with their own etcd (contexts dc1, dc2, dc3 of one kubeconfig), their
 RBAC (hook Jobs act with their own ServiceAccount's token) and admission webhooks called over TLS.
-
-STAND-IN: the Python language host binary is a small one built by tools/pulumi.sh (the real
-host's module is not served here); it starts the real pulumi-language-python-exec.
 
 PLAYED (tests/integration/harness, one ClusterHarness per cluster; its docstrings say how):
 kubelets and controllers, so that workloads become ready only when every Secret, key and
