@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from localcluster.tools import consul_charts, ensure
 from pulumi_mocks import ROOT
@@ -130,3 +131,33 @@ def test_the_objects_job_diffs_the_changed_stack(tmp_path, pull_request):
     assert markdown in job.summary.read_text()
     assert results["Comment the diff on the pull request (edit the earlier comment if there is one)"].skipped
     assert results["Fail when the diff failed"].skipped
+
+
+def test_the_preview_job_installs_what_its_policy_pack_runs_on(tmp_path, pull_request):
+    """pulumi/actions (not played) runs `pulumi preview --policy-pack policy`; the CLI starts the
+    pack with the virtualenv its PulumiPolicy.yaml names. The job's steps before it run here as
+    the runner runs them, and that virtualenv must then hold everything the pack imports."""
+    repo, base, head = pull_request
+    workflow = load(PREVIEW)
+    steps = workflow["jobs"]["preview"]["steps"]
+    actions = [i for i, step in enumerate(steps) if step.get("uses", "").startswith("pulumi/actions@")]
+    assert len(actions) == 1, steps
+    assert steps[actions[0]]["with"]["policyPacks"] == "policy"
+    before = {**workflow, "jobs": {"preview": {**workflow["jobs"]["preview"], "steps": steps[:actions[0]]}}}
+    played = {**context(base, head), "matrix": {"stack": "dc2"}, "secrets": {"KUBECONFIG": "kind: Config"},
+              "needs": {"stacks": {"outputs": {"stacks": '["dc2"]'}}}}
+    # pip's cache of this machine (tools/venv.sh filled it): the same packages, fetched once
+    cache = {"PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", os.path.expanduser("~/.cache/pip"))}
+    job = JobRun(before, "preview", repo, tmp_path, played, extra_env={**machine_env(), **cache})
+    results = job.run()
+    assert results and all(r.returncode == 0 for r in results), [(r.name, r.stderr[-3000:]) for r in results]
+    pack = job.workspace / "policy"
+    runtime = yaml.safe_load((pack / "PulumiPolicy.yaml").read_text())["runtime"]
+    venv = (pack / runtime["options"]["virtualenv"]).resolve()
+    assert venv == (job.workspace / ".venv").resolve()
+    done = subprocess.run([str(venv / "bin" / "python"), "-c",
+                           "import sys; sys.path.insert(0, '.'); import pulumi_policy, policy.rules, "
+                           "federation.chart_source; print(sorted(federation.chart_source.pins()))"],
+                          cwd=job.workspace, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "['1.2.1', '1.8.16', '1.9.11', '2.0.3']"
