@@ -107,6 +107,12 @@ def run_command(command: str, args: argparse.Namespace,
     if refusal:
         print(f"federation {command}: refused: {refusal}", file=sys.stderr)
         return EXIT_REFUSED
+    violations = policy_pack.offline_violations(args.project_dir, p, packs[0]) if command == "up" and packs else []
+    if violations:
+        print(f"federation {command}: refused by the policy pack ({packs[0]}), nothing was run:", file=sys.stderr)
+        for violation in violations:
+            print(f"  - {violation}", file=sys.stderr)
+        return EXIT_REFUSED
     runner = Runner(args.project_dir, policy_packs=packs)
     try:
         if command == "up":

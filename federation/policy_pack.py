@@ -2,7 +2,11 @@
 ``preview``: applied by default, ``--no-policy`` turns it off for one run.
 
 A missing pack refuses the run rather than skipping it: a guardrail that quietly goes away with a
-moved directory guards nothing.
+moved directory guards nothing. Before ``up`` changes anything, the pack's rules also run offline
+on the values each stack's file makes (``offline_violations``): the engine checks a resource only
+as it registers it, after the namespace and Secrets before the Release, so a stack refused there
+would be half applied; offline, every violation of every stack is reported at once, and nothing
+runs. The engine's run of the pack stays the authority (it also sees encrypted settings).
 """
 
 from __future__ import annotations
@@ -10,6 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 from typing import Optional
+
+from components.helm_values import primary_values, secondary_values
+from policy import rules
+
+from .chart_source import pins
+from .stack_plan import Plan
+from .validate import read_config
 
 PACK_DIR = "policy"
 PACK_FILE = "PulumiPolicy.yaml"
@@ -29,3 +40,26 @@ def packs(args: argparse.Namespace) -> tuple[list[str], Optional[str]]:
         return [], (f"no policy pack at {pack} (no {PACK_FILE}): restore the project's {PACK_DIR}/ "
                     "directory, or run with --no-policy to go without its rules")
     return [pack], None
+
+
+def offline_violations(project_dir: str, plan: Plan, pack: str) -> list[str]:
+    """The mandatory violations of the selected stacks, '<stack>: policy <name>: <message>', as
+    the pack would report them (team.yaml of `pack` decides which stacks are production). A stack
+    whose file has errors, or encrypted settings (their values are not known here), is left to the
+    engine's run of the pack."""
+    configs = {name: read_config(project_dir, name) for name in (plan.primary, *plan.secondaries)}
+    primary = configs[plan.primary][0]
+    production = rules.production_stacks(os.path.join(pack, rules.TEAM_FILE))
+    checks = [(name, rule) for name, _, rule in rules.MANDATORY]
+    checks.append(("rendered-chart-version", rules.chart_version(pins())))
+    found = []
+    for name in sorted(plan.selected):
+        cfg, problems, encrypted = configs[name]
+        if cfg is None or problems or encrypted or (not cfg.is_primary and primary is None):
+            continue
+        values = (primary_values(cfg) if cfg.is_primary
+                  else secondary_values(cfg, primary.datacenter, cfg.k8s_auth_method_host))
+        release = rules.Release(name, cfg.chart_version, values)
+        stack_checks = checks + ([("high-availability", rules.high_availability)] if name in production else [])
+        found += [f"{name}: policy {policy}: {v.message(name)}" for policy, rule in stack_checks for v in rule(release)]
+    return found

@@ -28,7 +28,7 @@ from components.settings import SECRET_CAPABLE, DatacenterConfig
 from . import cli, stacks as stack_files
 
 
-def _parsed(project_dir: str, name: str) -> tuple[Optional[DatacenterConfig], list[str], list[str]]:
+def read_config(project_dir: str, name: str) -> tuple[Optional[DatacenterConfig], list[str], list[str]]:
     """(the stack's configuration, its problems, its settings left unchecked because encrypted)."""
     try:
         stack = stack_files.read_stack(project_dir, name)
@@ -62,7 +62,7 @@ def validate(project_dir: str) -> tuple[int, list[str]]:
     p = cli.plan_or_report("validate", project_dir, nothing="no stack was checked")
     if p is None:
         return cli.EXIT_REFUSED, []
-    results = {name: _parsed(project_dir, name) for name in (p.primary, *p.secondaries)}
+    results = {name: read_config(project_dir, name) for name in (p.primary, *p.secondaries)}
     primary = results[p.primary][0]
     lines, failed = [], False
     for name, (cfg, problems, unchecked) in results.items():

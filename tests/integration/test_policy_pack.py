@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from federation_env import Federation, federation
+from federation_env import NAMESPACE, Federation, federation
 
 pytestmark = pytest.mark.integration
 
@@ -66,12 +66,14 @@ def test_federation_preview_applies_the_pack_unless_told_not_to(env):
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
-def test_up_refused_by_the_pack_installs_no_release(env):
+def test_up_refused_by_the_pack_touches_no_cluster(env):
     done = env.cli("up", "--gate-timeout", "0")
-    assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "stopped: up of the primary failed in stack dc1:" in done.stdout
-    assert ACLS in done.stdout
-    assert env.helm_history("dc1") == []
+    assert done.returncode == 2, done.stdout[-4000:] + done.stderr[-2000:]
+    assert done.stderr.splitlines()[:3] == [
+        f"federation up: refused by the policy pack ({env.project.dir / 'policy'}), nothing was run:",
+        "  - dc1: policy acls-with-replication: " + ACLS,
+        "  - dc1: policy gossip-encryption: " + GOSSIP], done.stderr
+    assert NAMESPACE not in env.namespaces("dc1")  # the first thing an up of dc1 creates
 
 
 def test_a_production_stack_must_be_highly_available(env, tmp_path):

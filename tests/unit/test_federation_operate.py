@@ -220,6 +220,7 @@ class PlayedCLI:
         if args[:2] == ["stack", "export"]:
             return auto.CommandResult('{"deployment": {}}', "", 0)
         assert args[0] == "up" and env.get("PULUMI_DEBUG_COMMANDS") == "true", (args, env)
+        self.up_args = args
         if self.events:
             shutil.copy(ENGINE / self.events, args[args.index("--event-log") + 1])
         on_output("Updating (dc2):")
@@ -311,11 +312,55 @@ def test_up_and_preview_run_the_projects_policy_pack_unless_told_not_to(tmp_path
         f"federation {command}: refused: no policy pack at {directory}/policy (no PulumiPolicy.yaml): restore "
         "the project's policy/ directory, or run with --no-policy to go without its rules\n")
     assert given == []
-    (directory / "policy").mkdir()
-    (directory / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\n")
+    pack(directory)
     assert cli.main(argv) == 0
     assert cli.main([*argv, "--no-policy"]) == 0
     assert given == [[str(directory / "policy")], []]
+
+
+def pack(directory: Path, production: str = "[]") -> Path:
+    """A policy pack directory as `up` and `preview` look for it (the rules are the repository's)."""
+    (directory / "policy").mkdir()
+    (directory / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\n")
+    (directory / "policy" / "team.yaml").write_text(f"productionStacks: {production}\n")
+    return directory / "policy"
+
+
+def test_up_is_refused_before_anything_runs_when_a_stack_breaks_a_mandatory_rule(tmp_path, monkeypatch, capsys):
+    """Every violation of every selected stack at once, as the pack words it; no Runner is made."""
+    directory = project(tmp_path, {"dc1": {**primary(), "acls": False},
+                                   "dc2": {**secondary("dc2"), "gossipEncryption": False, "chartVersion": "1.9.2"},
+                                   "dc3": secondary("dc3")})
+    pack(directory, production="[dc3]")
+    monkeypatch.setattr(operate, "Runner", lambda project_dir, policy_packs: pytest.fail("a Runner was made"))
+    assert cli.main(["up", "--project-dir", str(directory)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"federation up: refused by the policy pack ({directory}/policy), nothing was run:",
+        "  - dc1: policy acls-with-replication: stack dc1: consul-federation:acls is false; ACLs must be on, with "
+        "tokens replicated from the primary: pulumi config set acls true -s dc1",
+        "  - dc2: policy gossip-encryption: stack dc2: consul-federation:gossipEncryption is false; gossip between "
+        "members and across the WAN must be encrypted: pulumi config set gossipEncryption true -s dc2",
+        "  - dc2: policy rendered-chart-version: stack dc2: consul-federation:chartVersion is '1.9.2'; use a chart "
+        "version CI renders (2.0.3, 1.9.11, 1.8.16, 1.2.1): pulumi config set chartVersion 2.0.3 -s dc2",
+        "  - dc3: policy high-availability: stack dc3: consul-federation:helmValues.server.replicas is 1; run 3 or 5 "
+        "servers, a quorum that survives one or two lost servers: set helmValues server.replicas in the stack "
+        "file (Pulumi.<stack>.yaml), e.g. consul-federation:helmValues: {server: {replicas: 3}}",
+        "  - dc3: policy high-availability: stack dc3: consul-federation:meshGateway.replicas is 1; run at least 2 "
+        "mesh gateways, so that the datacenter stays federated while one restarts: set meshGateway.replicas to "
+        "2 or more in the stack file (Pulumi.<stack>.yaml)"]
+    # --stacks narrows what is checked, as it narrows what runs; --no-policy checks nothing
+    monkeypatch.setattr(operate, "Runner", lambda project_dir, policy_packs: Recorder())
+    assert cli.main(["up", "--project-dir", str(directory), "--stacks", "dc3", "--gate-timeout", "0"]) == 2
+    assert cli.main(["up", "--project-dir", str(directory), "--no-policy", "--gate-timeout", "0"]) == 0
+
+
+def test_up_hands_the_pack_to_the_engine():
+    played = PlayedCLI("up-changes.json")
+    runner = stack_runner.Runner(".", out=io.StringIO(), policy_packs=["/p/policy"])
+    runner.stack = lambda name, create: PlayedStack(played)
+    assert runner.run("dc2", stack_runner.UP, create=True).ok
+    at = played.up_args.index("--policy-pack")
+    assert played.up_args[at:at + 2] == ["--policy-pack", "/p/policy"]
 
 
 def test_destroy_runs_no_policy_pack(tmp_path, monkeypatch):
