@@ -56,7 +56,16 @@ class Release:
 Rule = Callable[[Release], list[Violation]]
 
 
+def _count(value: Any) -> Any:
+    """A whole number as an int: values reach a policy through protobuf, where every number is a
+    float (2 arrives as 2.0); anything else unchanged."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _show(value: Any) -> str:
+    value = _count(value)
     if value is None:
         return "not set"
     if isinstance(value, bool):
@@ -137,7 +146,7 @@ def chart_version(rendered: Iterable[str]) -> Rule:
 
 
 def server_replicas(release: Release) -> list[Violation]:
-    have = _get(release.values, "server.replicas")
+    have = _count(_get(release.values, "server.replicas"))
     replicas = CHART_DEFAULT_REPLICAS if have is None else have
     if replicas in SERVER_REPLICAS:
         return []
@@ -148,9 +157,9 @@ def server_replicas(release: Release) -> list[Violation]:
 
 
 def gateway_replicas(release: Release) -> list[Violation]:
-    have = _get(release.values, "meshGateway.replicas")
+    have = _count(_get(release.values, "meshGateway.replicas"))
     replicas = CHART_DEFAULT_REPLICAS if have is None else have
-    if isinstance(replicas, int) and replicas >= MIN_GATEWAY_REPLICAS:
+    if isinstance(replicas, int) and not isinstance(replicas, bool) and replicas >= MIN_GATEWAY_REPLICAS:
         return []
     return [Violation("consul-federation:meshGateway.replicas", replicas,
                       f"run at least {MIN_GATEWAY_REPLICAS} mesh gateways, so that the datacenter stays federated "

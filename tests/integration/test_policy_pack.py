@@ -44,6 +44,7 @@ def preview(env: Federation, pack: Path) -> subprocess.CompletedProcess:
 
 def test_pulumi_preview_with_the_pack_refuses_a_stack_without_acls_or_gossip(env):
     done = preview(env, env.project.dir / "policy")
+    print(f"\n[refused preview, as printed]\n{output(done)}")
     text = one_line(output(done))
     assert done.returncode != 0, text[-4000:]
     for message in (ACLS, GOSSIP):
@@ -93,3 +94,10 @@ def test_a_production_stack_must_be_highly_available(env, tmp_path):
     text = one_line(output(refused))
     assert refused.returncode != 0, text[-4000:]
     assert SERVERS in text and "high-availability" in text, text[-4000:]
+    # three servers and two gateways pass (the engine hands the pack every number as a float)
+    env.project.overrides["dc1"] = {"meshGateway": {**(env.project.gateways["dc1"] or {}), "replicas": 2},
+                                    "helmValues": {"server": {"replicas": 3}}}
+    env.project.write_stack("dc1")
+    ok = preview(env, pack)
+    assert ok.returncode == 0, output(ok)[-4000:]
+    assert "high-availability" not in output(ok)

@@ -110,6 +110,16 @@ def test_server_replicas(servers, ok):
     assert (rules.server_replicas(r) == []) is ok
 
 
+def test_counts_arrive_as_floats_through_the_engine():
+    """Protobuf carries every number as a float: 2 gateways arrive as 2.0 and must pass; a
+    violation shows 1, not 1.0."""
+    assert rules.gateway_replicas(release("dc1", meshGateway__replicas=2.0)) == []
+    assert rules.server_replicas(release("dc1", server__replicas=3.0)) == []
+    assert messages(rules.gateway_replicas, release("dc1", meshGateway__replicas=1.0))[0].startswith(
+        "stack dc1: consul-federation:meshGateway.replicas is 1; run at least 2")
+    assert [v.value for v in rules.server_replicas(release("dc1", server__replicas=2.5))] == [2.5]
+
+
 def test_gateway_replicas_from_the_stack_setting():
     assert rules.gateway_replicas(release("remote-dc1")) == []  # meshGateway.replicas: 2
     assert [v.value for v in rules.gateway_replicas(release("dc1"))] == [1]
