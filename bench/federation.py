@@ -7,7 +7,8 @@ tier's, tests/integration/federation_env.py): not a test, it prints seconds.
             helm install dc1 --wait, read dc1's federation secret, create it in dc2 and dc3,
             helm install dc2 and dc3 --wait, ProxyDefaults global in each
 
-and the fixed cost of a run that changes nothing (engine, providers, program, StackReference).
+and the fixed cost of a run that changes nothing (engine, providers, program, StackReference, the
+policy pack).
 Usage: .venv/bin/python bench/federation.py [--only ours,separate,scripted,fixed]
 """
 
@@ -158,8 +159,11 @@ def fixed(env: Federation, results: dict[str, float]) -> None:
     timed("pulumi config --json -s dc1", results, env.project.run, "config", "--json", stack="dc1")
     timed("pulumi preview -s dc1 (no changes)", results, env.project.run, "preview", stack="dc1")
     timed("pulumi preview -s dc2 (no changes, StackReference)", results, env.project.run, "preview", stack="dc2")
+    timed("pulumi preview -s dc1 --policy-pack policy (no changes)", results, env.project.run, "preview",
+          "--policy-pack", str(env.project.dir / "policy"), stack="dc1")
     timed("pulumi up -s dc1 (no changes)", results, env.project.run, "up", "--yes", "--skip-preview", stack="dc1")
     timed("python -m federation up (3 DCs, no changes)", results, federation_cli, env, "up")
+    timed("python -m federation up (3 DCs, no changes, --no-policy)", results, federation_cli, env, "up", "--no-policy")
     timed("python -m federation verify --kubernetes-only (3 DCs)", results, env.cli, "verify", "--kubernetes-only")
 
 
