@@ -50,8 +50,7 @@ def offline_violations(project_dir: str, plan: Plan, pack: str) -> list[str]:
     configs = {name: read_config(project_dir, name) for name in (plan.primary, *plan.secondaries)}
     primary = configs[plan.primary][0]
     production = rules.production_stacks(os.path.join(pack, rules.TEAM_FILE))
-    checks = [(name, rule) for name, _, rule in rules.MANDATORY]
-    checks.append(("rendered-chart-version", rules.chart_version(pins())))
+    rendered = pins()
     found = []
     for name in sorted(plan.selected):
         cfg, problems, encrypted = configs[name]
@@ -60,6 +59,7 @@ def offline_violations(project_dir: str, plan: Plan, pack: str) -> list[str]:
         values = (primary_values(cfg) if cfg.is_primary
                   else secondary_values(cfg, primary.datacenter, cfg.k8s_auth_method_host))
         release = rules.Release(name, cfg.chart_version, values)
-        stack_checks = checks + ([("high-availability", rules.high_availability)] if name in production else [])
-        found += [f"{name}: policy {policy}: {v.message(name)}" for policy, rule in stack_checks for v in rule(release)]
+        found += [f"{name}: policy {policy.name}: {v.message(name)}"
+                  for policy in rules.policies(rendered, name in production) if policy.mandatory
+                  for v in policy.rule(release)]
     return found

@@ -19,16 +19,18 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 STACK = pulumi.get_stack()
 
 
-def policy(name: str, description: str, rule: rules.Rule, level: EnforcementLevel) -> ResourceValidationPolicy:
+def registered(policy: rules.Policy) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation) -> None:
         if args.resource_type != RELEASE or not rules.is_consul_chart(args.props.get("chart")):
             return
         release = rules.Release(STACK, rules.chart_version_of(args.props["chart"], args.props.get("version")),
                                 args.props.get("values") or {})
-        for violation in rule(release):
+        for violation in policy.rule(release):
             report_violation(violation.message(STACK), args.urn)
 
-    return ResourceValidationPolicy(name=name, description=description, enforcement_level=level, validate=validate)
+    level = EnforcementLevel.MANDATORY if policy.mandatory else EnforcementLevel.ADVISORY
+    return ResourceValidationPolicy(name=policy.name, description=policy.description, enforcement_level=level,
+                                    validate=validate)
 
 
 # team.yaml of the pack directory the CLI was given (a copy of the pack may mark other stacks).
@@ -36,11 +38,5 @@ production = STACK in rules.production_stacks(os.path.join(os.path.dirname(os.pa
 PolicyPack(
     name="consul-federation",
     enforcement_level=EnforcementLevel.MANDATORY,
-    policies=[
-        *(policy(name, description, rule, EnforcementLevel.MANDATORY) for name, description, rule in rules.MANDATORY),
-        policy("rendered-chart-version", "a chart version the chart tier renders",
-               rules.chart_version(pins()), EnforcementLevel.MANDATORY),
-        policy("high-availability", "3 or 5 servers and 2 or more mesh gateways (mandatory for production stacks)",
-               rules.high_availability, EnforcementLevel.MANDATORY if production else EnforcementLevel.ADVISORY),
-    ],
+    policies=[registered(policy) for policy in rules.policies(pins(), production)],
 )

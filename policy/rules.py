@@ -179,6 +179,23 @@ MANDATORY: tuple[tuple[str, str, Rule], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    description: str
+    rule: Rule
+    mandatory: bool  # else advisory
+
+
+def policies(rendered: Iterable[str], production: bool) -> list[Policy]:
+    """The pack's policies for one stack (`production`: listed in team.yaml), as the pack
+    registers them and as ``python -m federation up`` checks them before it runs."""
+    return [*(Policy(name, description, rule, True) for name, description, rule in MANDATORY),
+            Policy("rendered-chart-version", "a chart version the chart tier renders", chart_version(rendered), True),
+            Policy("high-availability", "3 or 5 servers and 2 or more mesh gateways (mandatory for production stacks)",
+                   high_availability, production)]
+
+
 def production_stacks(path: str) -> frozenset[str]:
     """The stacks the team runs in production (``productionStacks`` in team.yaml): the
     high-availability rules are mandatory for them and advisory for the others."""

@@ -125,6 +125,14 @@ def test_gateway_replicas_from_the_stack_setting():
     assert [v.value for v in rules.gateway_replicas(release("dc1"))] == [1]
 
 
+def test_the_policies_of_a_stack_and_their_levels():
+    def levels(production):
+        return [(p.name, p.mandatory) for p in rules.policies(["2.0.3"], production)]
+    assert levels(False) == [("tls", True), ("acls-with-replication", True), ("gossip-encryption", True),
+                             ("mesh-gateways", True), ("rendered-chart-version", True), ("high-availability", False)]
+    assert levels(True)[-1] == ("high-availability", True)
+
+
 def test_production_stacks(tmp_path):
     team = tmp_path / "team.yaml"
     team.write_text("productionStacks: [dc1, dc2]\n")
