@@ -15,7 +15,9 @@ credentials), each as close to the real one as the chart's objects need:
   address in front of the API server;
 - service-account tokens: ``kubernetes.io/service-account-token`` Secrets get a token (from the
   TokenRequest API, bound to the Secret), ``ca.crt`` and ``namespace``;
-- load balancers: each LoadBalancer Service gets an address of the cluster's load balancer range.
+- load balancers: each LoadBalancer Service gets an address of the cluster's load balancer range;
+  a Service that is no longer a LoadBalancer loses it (its relay stops), as a cloud's controller
+  deprovisions the load balancer.
 
 What these controllers meet that they do not know (a DaemonSet, a selector with expressions)
 is recorded as an error the test sees, never skipped quietly.
@@ -455,9 +457,15 @@ class Controllers:
 
     def load_balancers(self, services: list[dict]) -> None:
         for svc in services:
-            if svc["spec"].get("type") != "LoadBalancer":
-                continue
             ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+            if svc["spec"].get("type") != "LoadBalancer":
+                if ingress:
+                    self.c.core().patch_namespaced_service_status(
+                        svc["metadata"]["name"], svc["metadata"]["namespace"],
+                        {"status": {"loadBalancer": {"ingress": None}}}, _request_timeout=REQUEST_TIMEOUT)
+                    self.c.log.info("load balancer of service %s/%s released (type %s)", svc["metadata"]["namespace"],
+                                    svc["metadata"]["name"], svc["spec"].get("type"))
+                continue
             if ingress:
                 continue
             address = self.c.addresses.lb_ip()

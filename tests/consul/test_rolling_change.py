@@ -1,5 +1,7 @@
 """A change to every datacenter rolled by ``python -m federation up`` with its gate, on the three
-real datacenters of day one (conftest.py); last in the tier, since it restarts every server.
+real datacenters of day one (conftest.py); last in the tier, since it restarts every server. The
+fixed change also moves the primary's gateway to a new address, in the order docs/day-two.md
+gives, and the old address is then retired: every secondary stays federated.
 
 After a server restarts, WAN gossip here loses packets for minutes (threedc.WAN_DISRUPTED): the
 waits of this module leave the keyring row out and print it.
@@ -8,6 +10,8 @@ waits of this module leave the keyring row out and print it.
 from __future__ import annotations
 
 import re
+import socket
+import time
 
 import pytest
 from kubernetes import client
@@ -22,12 +26,22 @@ pytestmark = pytest.mark.consul
 # Consul falls back to a secondary's own primary_gateways while they still hold the old address,
 # so the break can show after the primary's stage or only after dc2's copy took the typo too.
 TYPO_WAN_ADDRESS = "dc1-gatway.consul.test"
+# Where the fix moves dc1's gateway: a load balancer and a name in front of it (as dc3's).
+MOVED_WAN_ADDRESS = "dc1-gateway-b.consul.test"
 STOPPED = re.compile(r"stopped: after up of (the primary|the secondary dc2), the federation was not healthy "
                      r"within 60 s; these rows did not pass:\n((?:  .*\n)+)")
 
 
 def server_pod(fed, dc: str) -> client.V1Pod:
     return fed.core(dc).read_namespaced_pod("consul-server-0", NAMESPACE)
+
+
+def answers(address: str, port: int = 443) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=3):
+            return True
+    except OSError:
+        return False
 
 
 def set_override(project, dc: str, **settings) -> None:
@@ -68,7 +82,12 @@ def test_up_stops_where_a_change_breaks_the_federation_then_rolls_the_fixed_one(
     print(f"stopped after {stop.group(1)}")
     printed_table(fed, project, "after the stop")
 
-    set_override(project, "dc1", meshGateway={})
+    # The fix moves dc1's gateway: its new name answers first, while the old load balancer
+    # address still does; up advertises the new one and carries it to each secondary's copy.
+    gateway = fed.core("dc1").read_namespaced_service("consul-mesh-gateway", NAMESPACE)
+    old_address = gateway.status.load_balancer.ingress[0].ip
+    fed.clusters["dc1"].expose(MOVED_WAN_ADDRESS, NAMESPACE, "consul-mesh-gateway", 443)
+    set_override(project, "dc1", meshGateway={"wanAddress": MOVED_WAN_ADDRESS})
     done = fed.cli(project, "up", "--gate-timeout", "420")
     print(f"\n[timing] gated rolling up of dc1, dc2, dc3 (servers restarted in dc2, dc3): {done.seconds:.1f} s")
     assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}\n{fed.diagnose()}"
@@ -92,4 +111,19 @@ def test_up_stops_where_a_change_breaks_the_federation_then_rolls_the_fixed_one(
     rows = wait_verify(fed, project, timeout=300, window=15, ignore=WAN_DISRUPTED)
     assert rows and all(r["status"] == "passed" for r in rows if r["check"] != KEYRING_ROW)
     printed_table(fed, project, "after the rolling change")
+
+    # Then the old address is retired (the Service is no longer a load balancer): the gated up
+    # passes, the old address no longer answers, and every secondary is still federated.
+    assert answers(old_address)
+    set_override(project, "dc1", meshGateway={"serviceType": "ClusterIP", "wanAddress": MOVED_WAN_ADDRESS})
+    done = fed.cli(project, "up", "--gate-timeout", "300")
+    print(f"\n[timing] gated up retiring dc1's old gateway address: {done.seconds:.1f} s")
+    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}\n{fed.diagnose()}"
+    deadline = time.monotonic() + 60
+    while answers(old_address) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert not answers(old_address), f"{old_address}:443 still answers after the Service left LoadBalancer"
+    rows = wait_verify(fed, project, timeout=300, window=15, ignore=WAN_DISRUPTED)
+    assert rows and all(r["status"] == "passed" for r in rows if r["check"] != KEYRING_ROW)
+    printed_table(fed, project, "after the old gateway address was retired")
     assert fed.errors() == {}
