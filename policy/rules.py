@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import yaml
 
+from components.chart_version import parse_version
+
 # The chart's defaults for what the rules read when the values leave it out (values.yaml of
 # every supported line: server.replicas 1, meshGateway.replicas 1, TLS and gateways off).
 CHART_DEFAULT_REPLICAS = 1
@@ -86,12 +88,17 @@ def _config_set(stack: str, key: str, value: str) -> str:
     return f"pulumi config set {key} {value} -s {stack}"
 
 
-def tls(release: Release) -> list[Violation]:
-    if _get(release.values, "global.tls.enabled") is True:
+def _chart_value_true(release: Release, path: str, why: str) -> list[Violation]:
+    """A chart value this program sets to true: a violation only where a changed program did not."""
+    have = _get(release.values, path)
+    if have is True:
         return []
-    return [Violation("chart value global.tls.enabled", _get(release.values, "global.tls.enabled"),
-                      "the servers of the datacenters verify each other with the federation CA, so TLS "
-                      "must be on: set global.tls.enabled to true (components/helm_values.py sets it)")]
+    return [Violation(f"chart value {path}", have, f"{why}: set {path} to true (components/helm_values.py sets it)")]
+
+
+def tls(release: Release) -> list[Violation]:
+    return _chart_value_true(release, "global.tls.enabled", "the servers of the datacenters verify each other "
+                                                            "with the federation CA, so TLS must be on")
 
 
 def acls_with_replication(release: Release) -> list[Violation]:
@@ -122,17 +129,13 @@ def gossip_encryption(release: Release) -> list[Violation]:
 
 
 def mesh_gateways(release: Release) -> list[Violation]:
-    if _get(release.values, "meshGateway.enabled") is True:
-        return []
-    return [Violation("chart value meshGateway.enabled", _get(release.values, "meshGateway.enabled"),
-                      "every datacenter federates through its mesh gateway: set meshGateway.enabled to true "
-                      "(components/helm_values.py sets it)")]
+    return _chart_value_true(release, "meshGateway.enabled", "every datacenter federates through its mesh gateway")
 
 
 def chart_version(rendered: Iterable[str]) -> Rule:
     """The chart versions CI renders (tools/consul-charts.pins): a version outside them was never
     rendered by the chart tier, nor its values checked against its key list."""
-    allowed = sorted(rendered, key=lambda v: tuple(int(p) for p in v.split(".")), reverse=True)
+    allowed = sorted(rendered, key=parse_version, reverse=True)
     if not allowed:
         raise ValueError("no rendered chart versions: the pins file lists none")
 
@@ -214,7 +217,7 @@ def is_consul_chart(chart: Any) -> bool:
     reference ending in /consul) or as a local chart directory whose Chart.yaml names it."""
     if not isinstance(chart, str) or not chart:
         return False
-    if chart == "consul" or chart.rstrip("/").endswith("/consul") and not os.path.isdir(chart):
+    if chart == "consul" or (chart.rstrip("/").endswith("/consul") and not os.path.isdir(chart)):
         return True
     return _chart_yaml(chart).get("name") == "consul"
 
