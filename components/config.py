@@ -241,6 +241,14 @@ def _gossip_key_generation(r: _Reader, role: Optional[str], gossip: bool, genera
                 "there is no gossip key to rotate with gossipEncryption: false; remove it")
 
 
+def _tls_ca_stage(r: _Reader, role: Optional[str], stage: int) -> None:
+    """The primary owns the CA: secondaries follow the stage of their primary's stack output."""
+    if stage and role == "secondary":
+        r.error("tlsCaStage", r.raw["tlsCaStage"],
+                "only the primary takes this setting (secondaries follow the primary's tlsCaStage output); "
+                "remove it from this stack")
+
+
 def _secret_settings(r: _Reader) -> frozenset[str]:
     """The secret settings this program can keep secret; any other one is an error."""
     r.errors.extend(filter(None, (secret_refused(key) for key in sorted(r.secret_keys))))
@@ -256,6 +264,7 @@ def _parse(r: _Reader) -> dict[str, Any]:
     role = values["role"]
     _chart(r, values)
     _gossip_key_generation(r, role, values["gossip_encryption"], values["gossip_key_generation"])
+    _tls_ca_stage(r, role, values["tls_ca_stage"])
     values["mesh_gateway"] = _mesh_gateway(r, role)
     _federation_settings(r, role)
     values["helm_values"] = r.mapping("helmValues")

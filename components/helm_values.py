@@ -19,6 +19,12 @@ from .constants import (FED_CA_CERT, FED_CA_KEY, FED_GOSSIP_KEY, FED_REPLICATION
 # advertise for a static address cannot drift from it).
 GATEWAY_SERVICE_PORT = 443
 
+# A pod annotation whose change restarts the pods that read the TLS CA only when they start (the
+# servers, the mesh gateways, the connect injector): each stage of ``rotate-tls-ca`` raises the
+# primary's tlsCaStage, and every datacenter's Release upgrade then rolls them.
+TLS_CA_STAGE_ANNOTATION = "consul-federation/tls-ca-stage"
+CA_READERS = ("server", "meshGateway", "connectInject")
+
 
 def required_federation_keys(acls: bool, gossip: bool) -> list[str]:
     """Keys a secondary needs in the primary's federation secret."""
@@ -71,15 +77,15 @@ def primary_values(cfg: DatacenterConfig) -> dict[str, Any]:
     g["acls"]["createReplicationToken"] = cfg.acls
     if cfg.gossip_encryption:
         g["gossipEncryption"] = {"secretName": cfg.gossip_secret_name, "secretKey": GOSSIP_SECRET_KEY}
-    return merge_user_values(values, cfg.helm_values)
+    return with_tls_ca_stage(merge_user_values(values, cfg.helm_values), cfg.tls_ca_stage)
 
 
 def secondary_values(cfg: DatacenterConfig, primary_datacenter: str,
-                     k8s_auth_method_host: Optional[str]) -> dict[str, Any]:
+                     k8s_auth_method_host: Optional[str], tls_ca_stage: int = 0) -> dict[str, Any]:
     """Values of a secondary: CA, token, gossip key and server config all come from the
     federation secret imported from the primary (named cfg.federation_secret_name here).
     With ACLs, the secondary's server-acl-init logs in to the primary through an auth method that
-    calls this cluster's API at k8sAuthMethodHost."""
+    calls this cluster's API at k8sAuthMethodHost. `tls_ca_stage` is the primary's."""
     secret = cfg.federation_secret_name
     values = _common_values(cfg)
     g = values["global"]
@@ -100,7 +106,20 @@ def secondary_values(cfg: DatacenterConfig, primary_datacenter: str,
             "load": True,
         }],
     }
-    return merge_user_values(values, cfg.helm_values)
+    return with_tls_ca_stage(merge_user_values(values, cfg.helm_values), tls_ca_stage)
+
+
+def with_tls_ca_stage(values: dict[str, Any], stage: int) -> dict[str, Any]:
+    """The stage annotation on every CA reader's pods, after the user's annotations (a YAML text
+    the chart templates in); none at stage 0, so installs that never rotated keep their values."""
+    if not stage:
+        return values
+    line = f'{TLS_CA_STAGE_ANNOTATION}: "{stage}"'
+    for section in CA_READERS:
+        part = values.setdefault(section, {})
+        existing = part.get("annotations")
+        part["annotations"] = f"{existing.rstrip()}\n{line}" if existing else line
+    return values
 
 
 def merge_user_values(values: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

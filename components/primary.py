@@ -35,5 +35,5 @@ class PrimaryDatacenter(pulumi.ComponentResource):
             f"{name}-federation-secret", cfg.namespace, cfg.federation_secret_name, release,
             pulumi.ResourceOptions(parent=self, provider=provider))
         self.stack_outputs = {**common_outputs(cfg), outputs.FEDERATION_SECRET: federation_secret,
-                              **gossip_outputs}
+                              outputs.TLS_CA_STAGE: cfg.tls_ca_stage, **gossip_outputs}
         self.register_outputs(self.stack_outputs)

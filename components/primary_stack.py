@@ -26,6 +26,8 @@ class CheckedPrimary:
     """The primary's facts a secondary uses (none of them secret)."""
 
     datacenter: str
+    # the primary's TLS CA rotation stage (0 from a primary that predates rotation)
+    tls_ca_stage: int = 0
 
 
 def primary_problems(cfg: DatacenterConfig, values: Mapping[str, Any], this_stack: bool = False) -> list[str]:
@@ -67,7 +69,7 @@ def primary_problems(cfg: DatacenterConfig, values: Mapping[str, Any], this_stac
 async def _read_outputs(ref: pulumi.StackReference) -> dict[str, Any]:
     """The outputs the checks need, secret or not, as plain values (only the checks see them)."""
     values = {}
-    for key in (*outputs.REQUIRED_FROM_PRIMARY, outputs.ROLE):
+    for key in (*outputs.REQUIRED_FROM_PRIMARY, outputs.ROLE, outputs.TLS_CA_STAGE):
         details = await ref.get_output_details(key)
         values[key] = details.value if details.value is not None else details.secret_value
     return values
@@ -96,6 +98,7 @@ def checked_primary(ref: pulumi.StackReference, cfg: DatacenterConfig,
                 f"chart version skew: this datacenter uses chart {cfg.chart_version}, the primary "
                 f"{values[outputs.DATACENTER]!r} uses {primary_chart}; keep them equal except "
                 "during an upgrade (consul-k8s#1798)", resource=parent)
-        return CheckedPrimary(datacenter=str(values[outputs.DATACENTER]))
+        return CheckedPrimary(datacenter=str(values[outputs.DATACENTER]),
+                              tls_ca_stage=int(values.get(outputs.TLS_CA_STAGE) or 0))
 
     return pulumi.Output.from_input(check())

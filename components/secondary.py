@@ -36,11 +36,12 @@ class SecondaryDatacenter(pulumi.ComponentResource):
         auth_host = k8s_auth_method_host(
             f"{name}-kubernetes-endpoints", cfg.k8s_auth_method_host, kube, k8s_opts)
         values = pulumi.Output.all(primary, auth_host).apply(
-            lambda args: secondary_values(cfg, args[0].datacenter, args[1]))
+            lambda args: secondary_values(cfg, args[0].datacenter, args[1], args[0].tls_ca_stage))
         install(name, cfg, kube, provider, namespace, values, [federation_secret], self)
         self.stack_outputs = {
             **common_outputs(cfg),
             outputs.PRIMARY_DATACENTER: primary.apply(lambda p: p.datacenter),
+            outputs.TLS_CA_STAGE: primary.apply(lambda p: p.tls_ca_stage),
             outputs.K8S_AUTH_METHOD_HOST: cfg.secret_if(auth_host, "k8sAuthMethodHost"),
         }
         self.register_outputs(self.stack_outputs)

@@ -27,6 +27,8 @@ DEFAULT_RELEASE_TIMEOUT = 900
 RELEASE_TIMEOUT_RANGE = (30, 7200)
 # Which gossip key the primary's Secret holds; ``python -m federation rotate-gossip-key`` raises it.
 GOSSIP_KEY_GENERATION_RANGE = (0, 1_000_000)
+# How far the TLS CA rotation has come (three stages a rotation); ``rotate-tls-ca`` raises it.
+TLS_CA_STAGE_RANGE = (0, 1_000_000)
 
 ROLES = ("primary", "secondary")
 MESH_GATEWAY_MODES = ("local", "remote")
@@ -170,6 +172,7 @@ class DatacenterConfig:
     release_timeout: int = setting("releaseTimeoutSeconds", "number", DEFAULT_RELEASE_TIMEOUT,
                                    bounds=RELEASE_TIMEOUT_RANGE)
     gossip_key_generation: int = setting("gossipKeyGeneration", "number", 0, bounds=GOSSIP_KEY_GENERATION_RANGE)
+    tls_ca_stage: int = setting("tlsCaStage", "number", 0, bounds=TLS_CA_STAGE_RANGE)
     # The settings the stack set with `pulumi config set --secret` (a subset of SECRET_CAPABLE).
     secret_settings: frozenset[str] = field(default=frozenset())
 

@@ -57,6 +57,7 @@ def test_booleans_from_stack_yaml_strings():
     ("releaseTimeoutSeconds", "soon", "a whole number from 30 to 7200"),
     ("gossipKeyGeneration", -1, "a whole number from 0 to 1000000"),
     ("gossipKeyGeneration", "next", "a whole number from 0 to 1000000"),
+    ("tlsCaStage", -1, "a whole number from 0 to 1000000"),
     ("chartRepo", "helm.releases.hashicorp.com", "Helm repository URL"),
     ("acls", "yes", "true or false"),
     ("gossipEncryption", 3, "true or false"),
@@ -67,6 +68,13 @@ def test_bad_value_names_key_value_and_allowed(key, value, expect):
     message = only_error(primary(**{key: value}))
     assert message.startswith(f"consul-federation:{key}: {value!r}"), message
     assert expect in message
+
+
+def test_tls_ca_stage_belongs_to_the_primary():
+    assert parse_config(primary(tlsCaStage="2")).tls_ca_stage == 2
+    assert parse_config(secondary()).tls_ca_stage == 0
+    message = only_error(secondary(tlsCaStage=2))
+    assert message.startswith("consul-federation:tlsCaStage: 2") and "only the primary" in message
 
 
 def test_gossip_key_generation_belongs_to_a_primary_with_gossip():
@@ -336,6 +344,6 @@ def test_every_setting_has_one_configuration_key():
     assert KEYS == ("role", "datacenter", "kubeContext", "kubeconfig", "namespace", "releaseName",
                     "globalName", "chartVersion", "chartRepo", "chartPath", "acls", "gossipEncryption",
                     "meshGateway", "primaryStack", "k8sAuthMethodHost", "helmValues",
-                    "releaseTimeoutSeconds", "gossipKeyGeneration")
+                    "releaseTimeoutSeconds", "gossipKeyGeneration", "tlsCaStage")
     assert MESH_GATEWAY_KEYS == ("mode", "serviceType", "nodePort", "nodePortRange", "replicas", "wanAddress")
     assert OBJECT_KEYS == ("meshGateway", "helmValues")

@@ -104,6 +104,7 @@ def test_stack_outputs(ran):
     expected = {
         "datacenter": cfg.datacenter, "role": cfg.role, "namespace": cfg.namespace,
         "chartVersion": "2.0.3", "aclsEnabled": cfg.acls, "gossipEncryptionEnabled": cfg.gossip_encryption,
+        "tlsCaStage": 0,
     }
     if c.role == "primary":
         expected["federationSecret"] = federation_data(cfg.datacenter, cfg.acls, cfg.gossip_encryption)
@@ -401,6 +402,25 @@ def test_a_gossip_key_generation_writes_its_key_and_upgrades_the_release():
     assert "gossipKeys" in run.secret_outputs
     assert run.one(RELEASE).inputs["description"] == "gossip key generation 2"
     assert "description" not in run_program(primary()).one(RELEASE).inputs
+
+
+def test_a_tls_ca_stage_rolls_every_ca_reader_of_the_primary_and_of_its_secondaries():
+    """Stage 4 (from the primary's stack file; the secondary reads it from the primary's output):
+    one pod annotation each on the servers, mesh gateways and injector, after any the user set;
+    the stage is exported by both. Stage 0 leaves the values as they were before rotation."""
+    line = 'consul-federation/tls-ca-stage: "4"'
+    run = run_program(primary(tlsCaStage="4", helmValues={"server": {"annotations": "team: payments"}}))
+    values = run.one(RELEASE).inputs["values"]
+    assert values["server"]["annotations"] == f"team: payments\n{line}"
+    assert values["meshGateway"]["annotations"] == line
+    assert values["connectInject"]["annotations"] == line
+    assert run.outputs["tlsCaStage"] == 4
+    run = run_program(secondary(), "dc2", stacks={PRIMARY_REF: {**primary_outputs(), "tlsCaStage": 4}})
+    values = run.one(RELEASE).inputs["values"]
+    assert [values[s]["annotations"] for s in ("server", "meshGateway", "connectInject")] == [line] * 3
+    assert run.outputs["tlsCaStage"] == 4
+    unrotated = run_program(primary()).one(RELEASE).inputs["values"]
+    assert "annotations" not in unrotated.get("server", {}) and "annotations" not in unrotated["meshGateway"]
 
 
 def test_gossip_key_generations_differ_and_keep_the_keygen_format():
