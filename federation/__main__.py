@@ -20,6 +20,9 @@ COMMANDS = {
     "rotate-gossip-key": ("gossip_rotation", None, "a new gossip key in every datacenter, in Consul's order; run "
                                                    "again to finish an interrupted rotation (exit 0 rotated, 1 "
                                                    "stopped, 2 refused)"),
+    "rotate-tls-ca": ("tls_ca_rotation", None, "a new TLS CA in every datacenter: trusted first, then signing, then "
+                                               "alone; run again to finish an interrupted rotation (exit 0 rotated, "
+                                               "1 stopped, 2 refused)"),
     "validate": ("validate", None, "check every stack file offline, as pulumi preview would (no backend, no cluster; "
                                    "exit 0 valid, 1 not, 2 refused)"),
     "verify": ("verify", None, "check the federation per datacenter (exit 0 only when everything checked holds)"),
@@ -31,7 +34,7 @@ Operate the Consul federation of this project's stacks (its Pulumi.<stack>.yaml 
 primary datacenter and its secondaries), all at once and in the right order.
 
 What the commands need:
-  up, preview, destroy, verify, rotate-gossip-key
+  up, preview, destroy, verify, rotate-gossip-key, rotate-tls-ca
       the Pulumi backend (PULUMI_BACKEND_URL, or pulumi login --local), the stacks'
       PULUMI_CONFIG_PASSPHRASE, the pulumi CLI on PATH, and each stack's cluster (its
       kubeContext in the kubeconfig)

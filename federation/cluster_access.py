@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 from kubernetes import client, config as kube_config
 from kubernetes.client.exceptions import ApiException
+from pulumi import automation as auto
 from urllib3.exceptions import HTTPError as TransportError, TimeoutError as TransportTimeout
 
 from components.config import ConfigError, parse_config
@@ -100,6 +101,17 @@ class Datacenter:
             if exc.status == 404:
                 return None
             raise
+
+
+def datacenter_of(runner: Runner, name: str, refused: type[Exception]) -> Datacenter:
+    """A stack's cluster, or `refused` naming the stack when its configuration or kubeconfig does
+    not give one (a command resolves every datacenter before its first step)."""
+    try:
+        return Datacenter(name, load_config(runner, name))
+    except auto.errors.StackNotFoundError:
+        raise refused(f"stack {name} does not exist in the backend yet: python -m federation up creates it")
+    except CONFIG_ERRORS as exc:
+        raise refused(f"stack {name}: {str(exc).strip()}")
 
 
 def consul_request(dc: Datacenter, method: str, path: str, query: list[tuple[str, str]], token: Optional[str],

@@ -34,7 +34,7 @@ from pulumi import automation as auto
 from components.constants import CONFIG_NAMESPACE, FED_GOSSIP_KEY
 from components.outputs import GOSSIP_KEYS
 
-from . import cli, cluster_access as access, consul_status, operate, rollout, verify
+from . import cli, cluster_access as access, consul_status, rollout, verify
 from .runner import Runner, cli_error
 from .stack_plan import Plan
 from . import stacks as stack_files
@@ -137,17 +137,6 @@ def keyring_lines(rings: list[Ring]) -> list[str]:
     return lines
 
 
-def _datacenter(runner: Runner, name: str) -> access.Datacenter:
-    """A stack's cluster, or RotationRefused naming the stack when its configuration or kubeconfig
-    does not give one (every datacenter is resolved before the first step)."""
-    try:
-        return access.Datacenter(name, access.load_config(runner, name))
-    except auto.errors.StackNotFoundError:
-        raise RotationRefused(f"stack {name} does not exist in the backend yet: python -m federation up creates it")
-    except access.CONFIG_ERRORS as exc:
-        raise RotationRefused(f"stack {name}: {str(exc).strip()}")
-
-
 class Rotation:
     """The primary's cluster, its stack, and every secondary's copy, for one run."""
 
@@ -156,7 +145,7 @@ class Rotation:
         self.runner = runner
         self.project_dir = project_dir
         self.gate_timeout = gate_timeout
-        self.dcs = {name: _datacenter(runner, name) for name in [p.primary, *p.secondaries]}
+        self.dcs = {name: access.datacenter_of(runner, name, RotationRefused) for name in [p.primary, *p.secondaries]}
         self.primary = self.dcs[p.primary]
         if not self.primary.cfg.gossip_encryption:
             raise RotationRefused(f"the primary {p.primary} has gossipEncryption: false: there is no key to rotate")
@@ -198,14 +187,9 @@ class Rotation:
                               {"Key": key})
 
     def write(self, o: Observed) -> bool:
-        """Raise the generation in the stack file (once), then a gated up of every stack."""
-        if o.config_generation == o.keys.generation:
-            stack = self.runner.stack(self.p.primary, create=False)
-            stack.set_config(f"{CONFIG_NAMESPACE}:{GENERATION_KEY}",
-                             auto.ConfigValue(value=str(o.keys.generation + 1)))
-            self.say(f"Pulumi.{self.p.primary}.yaml: {GENERATION_KEY} = {o.keys.generation + 1} (commit it)")
-        gate = rollout.federation_gate(self.p, self.runner, self.gate_timeout)  # p selects every stack
-        return operate.run_up(self.p, self.runner, parallel=4, gate=gate) == cli.EXIT_OK
+        """The next generation in the stack file (once), then a gated up of every stack."""
+        return rollout.raise_and_roll(self.p, self.runner, GENERATION_KEY, o.config_generation,
+                                      o.keys.generation + 1, self.gate_timeout, self.say)
 
     def run(self) -> int:
         started = False

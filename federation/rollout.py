@@ -23,6 +23,10 @@ import sys
 import time
 from typing import Callable, Optional, TextIO
 
+from pulumi import automation as auto
+
+from components.constants import CONFIG_NAMESPACE
+
 from . import cli, operate, verify
 from .runner import Runner
 from .stack_plan import Plan
@@ -120,6 +124,18 @@ def federation_gate(p: Plan, runner: Runner, timeout: float) -> operate.Gate:
                 f"{failing_rows_text(rows, before)}")
 
     return gate
+
+
+def raise_and_roll(p: Plan, runner: Runner, key: str, current: int, value: int,
+                   timeout: float, say: Callable[[str], None]) -> bool:
+    """A setting of the primary's stack file raised to `value` (unless it is there already), then
+    a gated up of every stack: how the rotations roll a stage through the federation. True when
+    every stage of the up passed its gate."""
+    if current != value:
+        runner.stack(p.primary, create=False).set_config(f"{CONFIG_NAMESPACE}:{key}", auto.ConfigValue(value=str(value)))
+        say(f"Pulumi.{p.primary}.yaml: {key} = {value} (commit it)")
+    gate = federation_gate(p, runner, timeout)  # p selects every stack
+    return operate.run_up(p, runner, parallel=4, gate=gate) == cli.EXIT_OK
 
 
 def _sayer(out: TextIO, prefix: str) -> Callable[[str], None]:

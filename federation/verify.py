@@ -34,11 +34,12 @@ from typing import Any, Callable, Collection, Optional
 from kubernetes.client.exceptions import ApiException
 from pulumi import automation as auto
 
+from components.constants import FED_CA_CERT
 from components.helm_values import advertised_port
 from components.readiness import workload_readiness
 from components.settings import DatacenterConfig
 
-from . import cli, cluster_access as access, consul_status
+from . import cli, cluster_access as access, consul_status, tls_ca
 from .cluster_access import Datacenter
 from .runner import Runner, cli_error
 from .stack_plan import Plan
@@ -51,6 +52,7 @@ GOSSIP_KEYRING = "gossip keyring: one primary key"
 # a gateway stopped or a server restarted, and loaded the WAN gateways with its traffic.
 LOCAL_KEYRING_QUERY = [("local-only", "true")]
 RPC_TO_EVERY_DATACENTER = "RPC reaches every datacenter"
+TLS_TRUST = "TLS: every server's CA trusted"
 KUBERNETES, CONSUL = "kubernetes", "consul"
 _STALE_FIX = ("re-run up on the primary and then the secondaries: python -m federation up "
               "(consul-k8s#417)")
@@ -320,6 +322,52 @@ def rpc_row(dc: Datacenter, others: list[str], token: Optional[str]) -> Row:
 
 
 
+@dataclass(frozen=True)
+class TlsMaterial:
+    """A datacenter's CA file and server certificate as its Secrets hold them (what its pods load
+    when they start), or why they could not be read."""
+
+    trusted: list[str]
+    server: Optional[str]
+    why_not: str = ""
+
+
+def tls_material(dc: Datacenter) -> TlsMaterial:
+    """The primary's CA file is the chart's ``<globalName>-ca-cert``, a secondary's the ``caCert``
+    of its copy of the federation secret; the server certificate is tls-init's ``-server-cert``."""
+    ca_secret, ca_key = ((dc.name("ca-cert"), "tls.crt") if dc.cfg.is_primary
+                         else (dc.cfg.federation_secret_name, FED_CA_CERT))
+    try:
+        ca, server = dc.secret_data(ca_secret), dc.secret_data(dc.name("server-cert"))
+    except (ApiException, *access.NETWORK_ERRORS) as exc:
+        why = access.api_error_text(exc) if isinstance(exc, ApiException) else access.network_cause(exc)
+        return TlsMaterial([], None, f"cannot read its Secrets: {why}")
+    missing = [f"{dc.ns}/{name}" for name, data, key in ((ca_secret, ca, ca_key), (dc.name("server-cert"), server,
+                                                                                   "tls.crt"))
+               if not data or key not in data]
+    if missing:
+        return TlsMaterial([], None, f"no {' or '.join(missing)} (the chart's tls-init has not run)")
+    return TlsMaterial(tls_ca.certificates(base64.b64decode(ca[ca_key]).decode()),
+                       base64.b64decode(server["tls.crt"]).decode())
+
+
+def tls_row(dc: Datacenter, material: dict[str, TlsMaterial]) -> Row:
+    """Whether this datacenter's CA file trusts the CA of every datacenter's server certificate:
+    a TLS CA rotation keeps it passing at every step."""
+    own = material[dc.cfg.datacenter]
+    if own.why_not:
+        return row(dc, TLS_TRUST, NOT_CHECKED, own.why_not, CONSUL)
+    unread = sorted(f"{name}: {m.why_not}" for name, m in material.items() if m.why_not)
+    try:
+        ok, detail = tls_ca.trust_verdict(dc.cfg.datacenter, own.trusted,
+                                          {name: m.server for name, m in material.items() if m.server})
+    except tls_ca.BadMaterial as exc:
+        return row(dc, TLS_TRUST, FAILED, str(exc), CONSUL)
+    if ok and unread:
+        return row(dc, TLS_TRUST, NOT_CHECKED, f"{detail}; not read: {'; '.join(unread)}", CONSUL)
+    return row(dc, TLS_TRUST, PASSED if ok else FAILED, detail, CONSUL)
+
+
 def _unreachable(dc: Datacenter, exc: Exception) -> list[Row]:
     """The cluster could not be read: which one (context, server URL, kubeconfig), why, and what
     to check."""
@@ -363,6 +411,7 @@ def collect(p: Plan, runner: Runner, kubernetes_only: bool,
         return rows
     datacenters = [dc.cfg.datacenter for dc in dcs.values()]
     token, no_token = (None, "") if kubernetes_only else _token_or_reason(primary)
+    material = {} if kubernetes_only else {dc.cfg.datacenter: tls_material(dc) for dc in dcs.values()}
     for name in names:
         dc = dcs.get(name)
         if dc is None or name not in p.selected:
@@ -373,11 +422,14 @@ def collect(p: Plan, runner: Runner, kubernetes_only: bool,
             rows += _unreachable(dc, exc)
             continue
         if kubernetes_only:
-            rows += [row(dc, check, NOT_CHECKED, "--kubernetes-only", CONSUL) for check in _consul_checks(dc, primary, datacenters)]
-        elif no_token:
+            rows += [row(dc, check, NOT_CHECKED, "--kubernetes-only", CONSUL)
+                     for check in (*_consul_checks(dc, primary, datacenters), TLS_TRUST)]
+            continue
+        if no_token:
             rows += [row(dc, check, NOT_CHECKED, no_token, CONSUL) for check in _consul_checks(dc, primary, datacenters)]
         else:
             rows += consul_rows(dc, primary, datacenters, token)
+        rows.append(tls_row(dc, material))
     return rows
 
 

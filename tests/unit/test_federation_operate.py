@@ -461,7 +461,7 @@ def test_the_top_level_help_is_for_users_and_says_what_each_command_needs(capsys
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert "What the commands need:\n  up, preview, destroy, verify, rotate-gossip-key\n" \
+    assert "What the commands need:\n  up, preview, destroy, verify, rotate-gossip-key, rotate-tls-ca\n" \
            "      the Pulumi backend (PULUMI_BACKEND_URL, or pulumi login --local), the stacks'\n" \
            "      PULUMI_CONFIG_PASSPHRASE, the pulumi CLI on PATH, and each stack's cluster (its\n" \
            "      kubeContext in the kubeconfig)\n" in out

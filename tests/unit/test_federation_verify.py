@@ -175,6 +175,39 @@ def test_secondary_copy_is_compared_by_digest_and_no_value_is_printed():
     assert missing.detail == "no federation secret consul/consul-federation: run up on dc2 (after the primary)"
 
 
+def test_the_tls_row_reads_each_datacenters_ca_file_and_server_certificate_from_its_secrets():
+    """The primary's CA file is the chart's ca-cert Secret, a secondary's the caCert of its copy;
+    a trust stage (dc2 trusting both) passes while dc1's servers have the new CA's certificates,
+    the naive change (dc2 trusting the old one alone) fails naming dc1; no tls-init yet: not checked."""
+    from test_federation_tls_ca_rotation import NEW, OLD, server_cert
+    from federation import tls_ca
+
+    def b64(text):
+        return base64.b64encode(text.encode()).decode()
+
+    def datacenters(dc2_trusts):
+        dc1 = FakeDatacenter(cfg(), {"consul-ca-cert": {"tls.crt": b64(OLD.cert + NEW.cert)},
+                                     "consul-server-cert": {"tls.crt": b64(server_cert(NEW, "dc1"))}})
+        dc2 = FakeDatacenter(cfg("secondary"), {"consul-federation": {"caCert": b64(dc2_trusts)},
+                                                "consul-server-cert": {"tls.crt": b64(server_cert(OLD, "dc2"))}})
+        return dc1, dc2, {"dc1": v.tls_material(dc1), "dc2": v.tls_material(dc2)}
+
+    dc1, dc2, material = datacenters(OLD.cert + NEW.cert)
+    got = [v.tls_row(dc, material) for dc in (dc1, dc2)]
+    assert [(r.check, r.source, r.status) for r in got] == [(v.TLS_TRUST, v.CONSUL, v.PASSED)] * 2
+    assert got[1].detail.endswith(f"dc1 {tls_ca.fingerprint(NEW.cert)}, dc2 {tls_ca.fingerprint(OLD.cert)}")
+    dc1, dc2, material = datacenters(OLD.cert)
+    got = v.tls_row(dc2, material)
+    assert got.status == v.FAILED and "holds no CA of the server certificate of dc1" in got.detail
+    assert v.tls_row(dc1, material).status == v.PASSED
+    fresh = FakeDatacenter(cfg(), {"consul-ca-cert": {"tls.crt": b64(OLD.cert)}})
+    got = v.tls_row(fresh, {"dc1": v.tls_material(fresh), "dc2": material["dc2"]})
+    assert (got.status, got.detail) == (v.NOT_CHECKED, "no consul/consul-server-cert (the chart's tls-init has not run)")
+    got = v.tls_row(dc2, {"dc1": v.tls_material(fresh), "dc2": material["dc2"]})
+    assert got.status == v.NOT_CHECKED and got.detail.endswith("not read: dc1: no consul/consul-server-cert "
+                                                               "(the chart's tls-init has not run)")
+
+
 def test_table_has_a_header_and_a_line_per_row():
     rows = [v.Row("dc1", "dc1", "server StatefulSet ready", v.KUBERNETES, v.PASSED, "1/1 ready"),
             v.Row("dc2", "dc2", "federation secret = primary's", v.KUBERNETES, v.FAILED, "differs")]
