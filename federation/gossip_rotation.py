@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import argparse
 import base64
-import sys
 from dataclasses import dataclass
 from typing import Optional
 
 from kubernetes.client.exceptions import ApiException
-from pulumi import automation as auto
 
 from components.constants import CONFIG_NAMESPACE, FED_GOSSIP_KEY
 from components.outputs import GOSSIP_KEYS
 
-from . import cli, cluster_access as access, consul_status, rollout, verify
-from .runner import Runner, cli_error
+from . import cli, cluster_access as access, consul_status, rollout, rotation_cli, verify
+from .runner import Runner
 from .stack_plan import Plan
 from . import stacks as stack_files
 from .consul_status import Ring, fingerprint, on_every_member
@@ -137,16 +135,11 @@ def keyring_lines(rings: list[Ring]) -> list[str]:
     return lines
 
 
-class Rotation:
+class Rotation(rotation_cli.Rotation):
     """The primary's cluster, its stack, and every secondary's copy, for one run."""
 
     def __init__(self, p: Plan, runner: Runner, project_dir: str, gate_timeout: float):
-        self.p = p
-        self.runner = runner
-        self.project_dir = project_dir
-        self.gate_timeout = gate_timeout
-        self.dcs = {name: access.datacenter_of(runner, name, RotationRefused) for name in [p.primary, *p.secondaries]}
-        self.primary = self.dcs[p.primary]
+        super().__init__(p, runner, project_dir, gate_timeout, RotationRefused)
         if not self.primary.cfg.gossip_encryption:
             raise RotationRefused(f"the primary {p.primary} has gossipEncryption: false: there is no key to rotate")
         self.token, why = access.bootstrap_token(self.primary)
@@ -247,35 +240,10 @@ class StepFailed(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No --stacks: the key is every datacenter's."""
-    cli.add_arguments(parser, parallel=False, stacks=False)
-    parser.add_argument("--gate-timeout", type=int, default=rollout.DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="how long the federation may take to be healthy after each stage of the up "
-                             f"that writes the new key (default: {rollout.DEFAULT_TIMEOUT})")
+    rotation_cli.add_arguments(parser, "the up that writes the new key")
 
 
 def run(args: argparse.Namespace) -> int:
-    p = cli.plan_or_report("rotate-gossip-key", args.project_dir, nothing="nothing was changed")
-    if p is None:
-        return cli.EXIT_REFUSED
-    runner = Runner(args.project_dir)
-    try:
-        return Rotation(p, runner, args.project_dir, args.gate_timeout).run()
-    except RotationRefused as exc:
-        print(f"federation rotate-gossip-key: refused: {exc}", file=sys.stderr)
-        return cli.EXIT_REFUSED
-    except (StepFailed, consul_status.ConsulOutputError) as exc:
-        print(f"federation rotate-gossip-key: stopped: {exc}\nrun it again once verify passes", file=sys.stderr)
-        return cli.EXIT_FAILED
-    except ApiException as exc:
-        answer = access.consul_error(exc) if access.consul_answered(exc) else access.api_error_text(exc)
-        print(f"federation rotate-gossip-key: stopped: Consul or its service proxy answered {answer}; "
-              "run it again once verify passes", file=sys.stderr)
-        return cli.EXIT_FAILED
-    except access.NETWORK_ERRORS as exc:
-        print(f"federation rotate-gossip-key: stopped: no answer from the primary's cluster ({exc}); "
-              "run it again once verify passes", file=sys.stderr)
-        return cli.EXIT_FAILED
-    except auto.errors.CommandError as exc:
-        print(f"federation rotate-gossip-key: stopped: {cli_error(exc)[:600]}", file=sys.stderr)
-        return cli.EXIT_FAILED
+    return rotation_cli.run("rotate-gossip-key", args,
+                            lambda p, runner: Rotation(p, runner, args.project_dir, args.gate_timeout).run(),
+                            refused=(RotationRefused,), stopped=(StepFailed, consul_status.ConsulOutputError))

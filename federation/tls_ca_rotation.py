@@ -30,21 +30,18 @@ from __future__ import annotations
 
 import argparse
 import base64
-import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from pulumi import automation as auto
 
 from components.constants import CONFIG_NAMESPACE
 from components.outputs import TLS_CA_STAGE
 
-from . import cli, cluster_access as access, rollout, verify
+from . import cli, cluster_access as access, rollout, rotation_cli, verify
 from . import stacks as stack_files
 from . import tls_ca
-from .runner import Runner, cli_error
+from .runner import Runner
 from .stack_plan import Plan
 from .tls_ca import CA, certificates, fingerprint, signs
 
@@ -181,16 +178,11 @@ def _secret_text(data: Optional[dict[str, str]], key: str) -> str:
     return base64.b64decode((data or {}).get(key, "")).decode()
 
 
-class Rotation:
+class Rotation(rotation_cli.Rotation):
     """The primary's CA Secrets, every stack's stage and every cluster's injected pods, for one run."""
 
     def __init__(self, p: Plan, runner: Runner, project_dir: str, gate_timeout: float):
-        self.p = p
-        self.runner = runner
-        self.project_dir = project_dir
-        self.gate_timeout = gate_timeout
-        self.dcs = {name: access.datacenter_of(runner, name, RotationRefused) for name in [p.primary, *p.secondaries]}
-        self.primary = self.dcs[p.primary]
+        super().__init__(p, runner, project_dir, gate_timeout, RotationRefused)
         self.names = {"cert": self.primary.name("ca-cert"), "key": self.primary.name("ca-key"),
                       "next": self.primary.name("ca-next")}
 
@@ -293,33 +285,10 @@ class Rotation:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No --stacks: the CA is every datacenter's."""
-    cli.add_arguments(parser, parallel=False, stacks=False)
-    parser.add_argument("--gate-timeout", type=int, default=rollout.DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="how long the federation may take to be healthy after each stage of each up "
-                             f"(default: {rollout.DEFAULT_TIMEOUT})")
+    rotation_cli.add_arguments(parser, "each stage's up")
 
 
 def run(args: argparse.Namespace) -> int:
-    p = cli.plan_or_report("rotate-tls-ca", args.project_dir, nothing="nothing was changed")
-    if p is None:
-        return cli.EXIT_REFUSED
-    runner = Runner(args.project_dir)
-    try:
-        return Rotation(p, runner, args.project_dir, args.gate_timeout).run()
-    except (RotationRefused, tls_ca.BadMaterial) as exc:
-        print(f"federation rotate-tls-ca: refused: {exc}", file=sys.stderr)
-        return cli.EXIT_REFUSED
-    except StepFailed as exc:
-        print(f"federation rotate-tls-ca: stopped: {exc}", file=sys.stderr)
-        return cli.EXIT_FAILED
-    except ApiException as exc:
-        print(f"federation rotate-tls-ca: stopped: the primary's cluster answered {access.api_error_text(exc)}; "
-              "run it again", file=sys.stderr)
-        return cli.EXIT_FAILED
-    except access.NETWORK_ERRORS as exc:
-        print(f"federation rotate-tls-ca: stopped: no answer from a cluster ({exc}); run it again", file=sys.stderr)
-        return cli.EXIT_FAILED
-    except auto.errors.CommandError as exc:
-        print(f"federation rotate-tls-ca: stopped: {cli_error(exc)[:600]}", file=sys.stderr)
-        return cli.EXIT_FAILED
+    return rotation_cli.run("rotate-tls-ca", args,
+                            lambda p, runner: Rotation(p, runner, args.project_dir, args.gate_timeout).run(),
+                            refused=(RotationRefused, tls_ca.BadMaterial), stopped=(StepFailed,))
