@@ -3,7 +3,8 @@
 HashiCorp's federated upgrade procedure changes the primary's servers first, then each
 secondary's, checking ``consul members -wan`` and ACL replication between the steps. ``up`` does
 that with ``verify``'s rows that concern the federation (servers ready, WAN members alive, every
-datacenter in the catalog, ACL replication, an RPC to every other datacenter), over the stacks
+datacenter in the catalog, ACL replication, an RPC to every other datacenter, every server's TLS
+CA trusted), over the stacks
 that run by then: a change that breaks the primary stops before any secondary is touched.
 
 The rows must pass on ``PASSES_IN_A_ROW`` consecutive checks ``INTERVAL`` seconds apart (WAN
@@ -32,7 +33,7 @@ from .runner import Runner
 from .stack_plan import Plan
 
 GATED_CHECKS = ("server StatefulSet ready", "WAN members alive", "catalog has every datacenter",
-                "ACL replication running", verify.RPC_TO_EVERY_DATACENTER)
+                "ACL replication running", verify.RPC_TO_EVERY_DATACENTER, verify.TLS_TRUST)
 DEFAULT_TIMEOUT = 600
 INTERVAL = 10
 PASSES_IN_A_ROW = 2

@@ -4,7 +4,7 @@ tests, then day two's), torn down at the end of the session.
 
 Modules run in ``MODULE_ORDER``: first those that make their own clusters (two sets of local
 clusters at once collide on the node addresses and DNS ports), then the shared federation's,
-the one that restarts every server last. A module not in the list stops the collection."""
+the ones that restart every server last. A module not in the list stops the collection."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from threedc import DATACENTERS, STATIC_GATEWAY
 
 
 MODULE_ORDER = ("test_primary.py", "test_auth_method_host.py",  # their own clusters
-                "test_day_two.py", "test_federation.py", "test_rolling_change.py")  # the shared one
+                "test_day_two.py", "test_federation.py", "test_rolling_change.py",  # the shared one
+                "test_tls_ca_rotation.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -43,6 +43,17 @@ class Clock:
         self.now += seconds
 
 
+def test_the_gate_stops_on_a_datacenter_that_no_longer_trusts_every_servers_ca():
+    """A CA changed out of order (dc2 trusting only the old CA, dc1's servers on the new one):
+    every other row passes, the TLS row keeps the gate shut until its timeout."""
+    distrust = row("dc2", "TLS: every server's CA trusted", FAILED, "its CA file (sha256:old) holds no CA of the "
+                   "server certificate of dc1")
+    clock = Clock()
+    healthy, rows = rollout.wait_healthy(lambda: [row("dc1", "WAN members alive"), distrust], 30, lambda _: None,
+                                         clock, clock.sleep)
+    assert not healthy and rows == [row("dc1", "WAN members alive"), distrust]
+
+
 def test_the_gate_waits_for_two_passes_in_a_row_of_the_federation_rows_only():
     answers = iter([
         [row("dc1", "WAN members alive", FAILED, "no alive server of dc2"), row("dc1", "gateway Service address")],
