@@ -353,19 +353,19 @@ def tls_material(dc: Datacenter) -> TlsMaterial:
 
 def tls_row(dc: Datacenter, material: dict[str, TlsMaterial]) -> Row:
     """Whether this datacenter's CA file trusts the CA of every datacenter's server certificate:
-    a TLS CA rotation keeps it passing at every step."""
+    a TLS CA rotation keeps it passing at every step. A Kubernetes row (Secrets, no Consul)."""
     own = material[dc.cfg.datacenter]
     if own.why_not:
-        return row(dc, TLS_TRUST, NOT_CHECKED, own.why_not, CONSUL)
+        return row(dc, TLS_TRUST, NOT_CHECKED, own.why_not)
     unread = sorted(f"{name}: {m.why_not}" for name, m in material.items() if m.why_not)
     try:
         ok, detail = tls_ca.trust_verdict(dc.cfg.datacenter, own.trusted,
                                           {name: m.server for name, m in material.items() if m.server})
     except tls_ca.BadMaterial as exc:
-        return row(dc, TLS_TRUST, FAILED, str(exc), CONSUL)
+        return row(dc, TLS_TRUST, FAILED, str(exc))
     if ok and unread:
-        return row(dc, TLS_TRUST, NOT_CHECKED, f"{detail}; not read: {'; '.join(unread)}", CONSUL)
-    return row(dc, TLS_TRUST, PASSED if ok else FAILED, detail, CONSUL)
+        return row(dc, TLS_TRUST, NOT_CHECKED, f"{detail}; not read: {'; '.join(unread)}")
+    return row(dc, TLS_TRUST, PASSED if ok else FAILED, detail)
 
 
 def _unreachable(dc: Datacenter, exc: Exception) -> list[Row]:
@@ -411,7 +411,7 @@ def collect(p: Plan, runner: Runner, kubernetes_only: bool,
         return rows
     datacenters = [dc.cfg.datacenter for dc in dcs.values()]
     token, no_token = (None, "") if kubernetes_only else _token_or_reason(primary)
-    material = {} if kubernetes_only else {dc.cfg.datacenter: tls_material(dc) for dc in dcs.values()}
+    material = {dc.cfg.datacenter: tls_material(dc) for dc in dcs.values()}
     for name in names:
         dc = dcs.get(name)
         if dc is None or name not in p.selected:
@@ -421,15 +421,13 @@ def collect(p: Plan, runner: Runner, kubernetes_only: bool,
         except (ApiException, *access.NETWORK_ERRORS) as exc:
             rows += _unreachable(dc, exc)
             continue
+        rows.append(tls_row(dc, material))
         if kubernetes_only:
-            rows += [row(dc, check, NOT_CHECKED, "--kubernetes-only", CONSUL)
-                     for check in (*_consul_checks(dc, primary, datacenters), TLS_TRUST)]
-            continue
-        if no_token:
+            rows += [row(dc, check, NOT_CHECKED, "--kubernetes-only", CONSUL) for check in _consul_checks(dc, primary, datacenters)]
+        elif no_token:
             rows += [row(dc, check, NOT_CHECKED, no_token, CONSUL) for check in _consul_checks(dc, primary, datacenters)]
         else:
             rows += consul_rows(dc, primary, datacenters, token)
-        rows.append(tls_row(dc, material))
     return rows
 
 

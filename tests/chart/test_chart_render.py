@@ -364,3 +364,25 @@ def test_program_refuses_what_the_chart_would_fail(raw, key, version):
     with pytest.raises(ConfigError) as info:
         parse_config({**raw, "chartVersion": version})
     assert any(f"consul-federation:{key}" in e for e in info.value.errors), info.value.errors
+
+
+@pytest.mark.parametrize("version", CHART_VERSIONS)
+def test_a_tls_ca_stage_annotates_the_pod_templates_of_every_ca_reader(version):
+    """What rotate-tls-ca relies on to restart the readers of the CA: the stage annotation lands
+    on the pod templates of the servers, the mesh gateways and the connect injector of the primary
+    and of a secondary, next to a user's own annotation, with the chart's config checksum kept."""
+    from components.helm_values import primary_values, secondary_values
+    from stack_matrix import secondary
+
+    user = {"server": {"annotations": "team: payments"}}
+    primary_cfg = parse_config(primary(chartVersion=version, tlsCaStage="4", helmValues=user))
+    secondary_cfg = parse_config(secondary(chartVersion=version, helmValues=user))
+    for values in (primary_values(primary_cfg), secondary_values(secondary_cfg, "dc1", AUTH_HOST, 4)):
+        done = helm_template(consul_charts()[version], values)
+        assert done.returncode == 0, done.stderr
+        r = Render([d for d in yaml.safe_load_all(done.stdout) if d])
+        readers = [r.get("StatefulSet", "consul-server"), r.get("Deployment", "consul-mesh-gateway"),
+                   r.get("Deployment", "consul-connect-injector")]
+        annotations = [obj["spec"]["template"]["metadata"]["annotations"] for obj in readers]
+        assert [a.get("consul-federation/tls-ca-stage") for a in annotations] == ["4", "4", "4"]
+        assert annotations[0]["team"] == "payments" and "consul.hashicorp.com/config-checksum" in annotations[0]

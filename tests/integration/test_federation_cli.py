@@ -73,6 +73,9 @@ def test_verify_passes_after_up(env):
     consul = [r for r in rows if r["source"] == "consul"]
     assert consul and all(r["status"] == "not checked" and r["detail"] == "--kubernetes-only" for r in consul)
     assert rows_of(rows, "primary_gateways current")["dc1"]["detail"].startswith(f"advertised {LB_ADDRESS['dc1']}:443")
+    # the harness's tls-init makes one real CA, whose certificates every datacenter's servers hold
+    tls = rows_of(rows, "TLS: every server's CA trusted")
+    assert sorted(tls) == list(DATACENTERS) and all(" dc3 sha256:" in r["detail"] for r in tls.values()), tls
     assert done.returncode == 0, done.stdout
 
 

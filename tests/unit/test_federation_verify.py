@@ -194,7 +194,7 @@ def test_the_tls_row_reads_each_datacenters_ca_file_and_server_certificate_from_
 
     dc1, dc2, material = datacenters(OLD.cert + NEW.cert)
     got = [v.tls_row(dc, material) for dc in (dc1, dc2)]
-    assert [(r.check, r.source, r.status) for r in got] == [(v.TLS_TRUST, v.CONSUL, v.PASSED)] * 2
+    assert [(r.check, r.source, r.status) for r in got] == [(v.TLS_TRUST, v.KUBERNETES, v.PASSED)] * 2
     assert got[1].detail.endswith(f"dc1 {tls_ca.fingerprint(NEW.cert)}, dc2 {tls_ca.fingerprint(OLD.cert)}")
     dc1, dc2, material = datacenters(OLD.cert)
     got = v.tls_row(dc2, material)

@@ -211,11 +211,12 @@ def test_without_the_bootstrap_token_every_consul_row_says_so(federation, monkey
     configs = {name: dc.cfg for name, dc in federation.items()}
     monkeypatch.setattr(access, "load_config", lambda runner, name: configs[name])
     plan = stack_plan.Plan("consul-federation", "dc1", ("dc2",), frozenset({"dc1", "dc2"}))
-    rows = [r for r in v.collect(plan, runner=None, kubernetes_only=False) if r.source == v.CONSUL]
-    tls = [r for r in rows if r.check == v.TLS_TRUST]  # from Secrets, not Consul: no token needed
-    assert [(r.datacenter, r.status) for r in tls] == [("dc1", v.NOT_CHECKED), ("dc2", v.NOT_CHECKED)]
+    every = v.collect(plan, runner=None, kubernetes_only=False)
+    tls = [r for r in every if r.check == v.TLS_TRUST]  # from Secrets, not Consul: no token needed
+    assert [(r.datacenter, r.source, r.status) for r in tls] == [("dc1", v.KUBERNETES, v.NOT_CHECKED),
+                                                                  ("dc2", v.KUBERNETES, v.NOT_CHECKED)]
     assert tls[0].detail == "no consul/consul-ca-cert or consul/consul-server-cert (the chart's tls-init has not run)"
-    rows = [r for r in rows if r not in tls]
+    rows = [r for r in every if r.source == v.CONSUL]
     assert rows and {(r.status, r.detail) for r in rows} == {
         (v.NOT_CHECKED, "no bootstrap ACL token in consul/consul-bootstrap-acl-token")}
     assert not [path for _, path, _, _ in Consul.requests if path.startswith(PROXY)]
