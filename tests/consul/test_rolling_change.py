@@ -1,5 +1,5 @@
 """A change to every datacenter rolled by ``python -m federation up`` with its gate, on the three
-real datacenters of day one (conftest.py); last in the tier, since it restarts every server. The
+real datacenters of day one (conftest.py); after the modules that need no server restarted. The
 fixed change also moves the primary's gateway to a new address, in the order docs/day-two.md
 gives, and the old address is then retired: every secondary stays federated.
 
