@@ -179,11 +179,15 @@ def env(tmp_path_factory):
 def test_ctrl_c_while_the_release_installs_leaves_a_failed_release_that_up_upgrades(env):
     project = env.project
     project.init_stack("dc1")
+    # the servers stay unready until the Ctrl-C: Helm is surely waiting when it comes (on a quiet
+    # machine the install could otherwise finish between the check and the signal)
+    env.harness["dc1"].hold_workloads(["consul-server"])
     proc = start(project, "up", "--yes", "--skip-preview")
     timed("up dc1 until the Release is installing", wait_installing(env, proc))
     signalled = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the CLI's process group
     out = finish(proc, timeout=300)
+    env.harness["dc1"].clear_faults()
     timed("Ctrl-C until the CLI exits", time.monotonic() - signalled)
     print(out[-3000:])
     assert proc.returncode != 0

@@ -208,6 +208,10 @@ class ClusterHarness:
         """Fail every Job of these names picked up from now on (BackoffLimitExceeded)."""
         self.faults.fail_jobs(names)
 
+    def hold_workloads(self, names) -> None:
+        """Keep these Deployments and StatefulSets unready (Helm's wait then waits) until cleared."""
+        self.faults.hold_workloads(names)
+
     def clear_faults(self) -> None:
         self.faults.clear()
 

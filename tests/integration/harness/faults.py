@@ -10,6 +10,10 @@ controller writes). Helm's hook wait reads exactly that (``job <name> failed:
 BackoffLimitExceeded``). ``clear_faults()`` switches every fault off; Jobs created after that run
 normally (a Job that already failed stays failed, as in a real cluster).
 
+``ClusterHarness.hold_workloads({"consul-server"})``: those Deployments and StatefulSets stay
+unready (as pods failing their readiness probe) until ``clear_faults()``, so Helm's wait is
+surely under way when a test interrupts it.
+
 These failures are the test's intent, so they are recorded as ``JobRecord(outcome="failed")``
 but never in ``errors()``.
 """
@@ -28,18 +32,31 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failing_jobs: set[str] = set()
+        self._held_workloads: set[str] = set()
 
     def fail_jobs(self, names: Iterable[str]) -> None:
         with self._lock:
             self._failing_jobs |= set(names)
 
+    def hold_workloads(self, names: Iterable[str]) -> None:
+        with self._lock:
+            self._held_workloads |= set(names)
+
     def clear(self) -> None:
         with self._lock:
             self._failing_jobs.clear()
+            self._held_workloads.clear()
 
     def job_failure(self, name: str) -> Optional[str]:
         """The reason Job ``name`` must fail now, or None."""
         with self._lock:
             if name in self._failing_jobs:
                 return "fault injected by the test: the container exited with 1 on every try"
+        return None
+
+    def workload_hold(self, name: str) -> Optional[str]:
+        """Why the Deployment or StatefulSet ``name`` must stay unready now, or None."""
+        with self._lock:
+            if name in self._held_workloads:
+                return "held unready by the test: its pods never pass their readiness probe"
         return None

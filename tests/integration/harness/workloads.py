@@ -133,7 +133,8 @@ class Workloads:
         except ValueError as e:
             self.h.error_once("%s %s/%s: %s", kind, ns, name, e)
             return str(e), []
-        reasons = blockers(self.h, ns, spec)
+        held = self.h.faults.workload_hold(name)
+        reasons = [held] if held else blockers(self.h, ns, spec)
         return ("; ".join(reasons) if reasons else None), \
             [(role, Running(kind, obj, c, line)) for c, role in roles]
 
