@@ -49,6 +49,8 @@ STAGE_KEY = "tlsCaStage"
 GENERATE, WRITE, DEPLOY, FORGET, DONE = "generate", "write", "deploy", "forget", "done"
 # The Secrets' states, by the stage number (modulo 3) that deploys them.
 IDLE, GENERATED, TRUST, SIGN, RETIRE = "idle", "generated", "trust", "sign", "retire"
+# The sign stage's CA file written, its key not yet: a run stopped between the two Secrets.
+SIGN_HALF = "sign (CA file written, key not yet)"
 STAGE_OF = {TRUST: 1, SIGN: 2, RETIRE: 0}
 NEXT_WRITE = {GENERATED: TRUST, TRUST: SIGN, SIGN: RETIRE}
 INJECT_STATUS = "consul.hashicorp.com/connect-inject-status"
@@ -102,6 +104,8 @@ def secrets_state(o: Observed) -> str:
         return TRUST
     if len(others) == 1 and o.bundle == [new, others[0]] and key_is_new:
         return SIGN
+    if len(others) == 1 and o.bundle == [new, others[0]] and signs(others[0], o.key):
+        return SIGN_HALF
     if o.bundle == [new] and key_is_new:
         return RETIRE
     raise RotationRefused(
@@ -140,6 +144,11 @@ def next_step(o: Observed, started: bool) -> Step:
             raise RotationRefused(f"a new CA is waiting, but stage {o.config_stage} is not deployed everywhere "
                                   f"(deployed {low}-{high}): run python -m federation up first")
         return Step(WRITE, "the new CA is made; the CA file does not trust it yet", TRUST)
+    if state == SIGN_HALF:  # tls-init would refuse this pair: finish writing it before anything else
+        if not everywhere or low % 3 != STAGE_OF[TRUST]:
+            raise RotationRefused(f"the CA file signs with the new CA but the key is the old one, and the trust "
+                                  f"stage is not deployed everywhere (deployed {low}-{high}): see docs/day-two.md")
+        return Step(WRITE, "the sign stage was written half (the CA file, not the key)", SIGN)
     if everywhere and low % 3 == STAGE_OF[state]:
         if state == RETIRE:
             return Step(FORGET, "every datacenter runs on the new CA alone")
@@ -226,7 +235,8 @@ class Rotation(rotation_cli.Rotation):
         self.say(f"made the new CA {fingerprint(ca.cert)}, kept in {self.primary.ns}/{self.names['next']}")
 
     def write(self, o: Observed, state: str) -> None:
-        """The CA file, then the key: each intermediate state is one this command reads back."""
+        """The CA file, then the key (the sign stage's half-written state is one this command
+        finishes)."""
         if state == SIGN:
             self.check_injected_pods(o.next.cert)
         cert, key = written(state, o)

@@ -11,7 +11,8 @@ from cryptography import x509
 from kubernetes import client
 
 from federation import tls_ca
-from federation.tls_ca_rotation import (DEPLOY, DONE, FORGET, GENERATE, GENERATED, IDLE, RETIRE, SIGN, TRUST, WRITE,
+from federation.tls_ca_rotation import (DEPLOY, DONE, FORGET, GENERATE, GENERATED, IDLE, RETIRE, SIGN, SIGN_HALF,
+                                        TRUST, WRITE,
                                         Observed, RotationRefused, next_step, secrets_state, stale_injected_pods,
                                         written)
 
@@ -57,7 +58,7 @@ def test_the_secrets_say_which_stage_is_written(bundle, key, nxt, state):
 @pytest.mark.parametrize("bundle,key,nxt,words", [
     ([OLD.cert, NEW.cert], OLD.key, None, "no rotation of this program is under way"),
     ([OLD.cert], NEW.key, None, "the key signs none of them"),
-    ([NEW.cert, OLD.cert], OLD.key, NEW, "is no stage of the rotation"),  # tls-init would exit 1 on it
+    ([NEW.cert, OLD.cert], NEW.key, None, "no rotation of this program is under way"),
     ([OLD.cert, NEW.cert], NEW.key, NEW, "is no stage of the rotation"),
     ([OLD.cert], OLD.key, tls_ca.CA(NEW.cert, OLD.key), "key does not sign its certificate"),
 ])
@@ -104,6 +105,18 @@ def test_each_stage_signs_with_the_first_certificate_and_trusts_the_others():
     o = observed([OLD.cert, NEW.cert], OLD.key, NEW)
     assert written(SIGN, o) == (NEW.cert + OLD.cert, NEW.key)
     assert written(RETIRE, observed([NEW.cert, OLD.cert], NEW.key, NEW)) == (NEW.cert, NEW.key)
+
+
+def test_a_run_stopped_between_the_sign_stages_two_secrets_is_finished_first():
+    """The CA file is written before the key: stopped in between, the next run writes the sign
+    stage again (tls-init would refuse the new CA first with the old key)."""
+    half = observed([NEW.cert, OLD.cert], OLD.key, NEW, config=1)
+    assert secrets_state(half) == SIGN_HALF
+    step = next_step(half, False)
+    assert (step.action, step.state) == (WRITE, SIGN)
+    assert written(SIGN, half) == (NEW.cert + OLD.cert, NEW.key)
+    with pytest.raises(RotationRefused, match="trust stage is not deployed everywhere"):
+        next_step(observed([NEW.cert, OLD.cert], OLD.key, NEW, config=1, deployed={"dc1": 1, "dc2": 0}), False)
 
 
 def test_an_up_stopped_by_the_gate_after_the_primary_is_run_again():
