@@ -11,8 +11,8 @@ The rows must pass on ``PASSES_IN_A_ROW`` consecutive checks ``INTERVAL`` second
 membership flaps for a while after a server restarts, and one lucky pass would let the run move
 on), within ``--gate-timeout`` seconds; "not checked" never passes.
 
-Rows that already failed before the run (checked once, before the first stage) are still waited
-for, but when only they fail once the time is up, a stage before the last goes on: a secondary
+Rows that already failed before the run (in any of three checks before the first stage: they may
+flap) are still waited for, but when only they fail once the time is up, a stage before the last goes on: a secondary
 that an earlier run broke is fixed by its own stage, which must not wait behind it for ever. After
 the last stage every row must pass.
 """
@@ -37,6 +37,10 @@ GATED_CHECKS = ("server StatefulSet ready", "WAN members alive", "catalog has ev
 DEFAULT_TIMEOUT = 600
 INTERVAL = 10
 PASSES_IN_A_ROW = 2
+# Rows "failing before this up": failing in any of these checks, INTERVAL apart, before the first
+# stage. A secondary broken by an earlier run flaps (its WAN membership passes one check, fails the
+# next), and a single look missed such rows: the primary's gate then waited for them and stopped.
+BEFORE_CHECKS = PASSES_IN_A_ROW + 1
 
 
 def gated_rows(rows: list[verify.Row]) -> list[verify.Row]:
@@ -46,6 +50,16 @@ def gated_rows(rows: list[verify.Row]) -> list[verify.Row]:
 def failing(rows: list[verify.Row]) -> frozenset[tuple[str, str]]:
     """(datacenter, check) of the gated rows that did not pass."""
     return frozenset((r.datacenter, r.check) for r in gated_rows(rows) if r.status != verify.PASSED)
+
+
+def failing_before(check: Callable[[], list[verify.Row]], sleep: Callable[[float], None]) -> frozenset[tuple[str, str]]:
+    """(datacenter, check) of the gated rows that failed in any of BEFORE_CHECKS checks."""
+    seen: frozenset[tuple[str, str]] = frozenset()
+    for n in range(BEFORE_CHECKS):
+        if n:
+            sleep(INTERVAL)
+        seen |= failing(check())
+    return seen
 
 
 def wait_healthy(check: Callable[[], list[verify.Row]], timeout: float, say: Callable[[str], None],
@@ -106,7 +120,7 @@ def federation_gate(p: Plan, runner: Runner, timeout: float) -> operate.Gate:
 
     counts = runner.resource_counts()
     running = [s for s in (p.primary, *p.secondaries) if counts.get(s, 0)]
-    before = failing(collect(running)) if running else frozenset()
+    before = failing_before(lambda: collect(running), time.sleep) if running else frozenset()
     if before:
         say("failing before this up (after the wait, they stop only the last stage): "
             + ", ".join(f"{dc} {check}" for dc, check in sorted(before)))

@@ -162,9 +162,9 @@ def test_rows_failing_before_the_run_are_waited_for_then_stop_only_the_last_stag
     monkeypatch.setattr(rollout.time, "sleep", lambda _: None)
     monkeypatch.setattr(rollout.time, "monotonic", iter(range(0, 10_000, 10)).__next__)
     gate = rollout.federation_gate(plan(), runner, timeout=60)
-    assert checks == [["dc1", "dc2", "dc3"]]  # once before any stage, over what runs
+    assert checks == [["dc1", "dc2", "dc3"]] * 3  # three times before any stage, over what runs
     assert gate(["dc1", "dc2", "dc3"], False) is None
-    assert len(checks) == 1 + 6  # checked until the time was up (the clock moves 10 s a reading), not less
+    assert len(checks) == 3 + 6  # checked until the time was up (the clock moves 10 s a reading), not less
     out = runner.out.getvalue()
     assert ("[gate] failing before this up (after the wait, they stop only the last stage): "
             "dc2 RPC reaches every datacenter") in out
@@ -180,7 +180,7 @@ def test_rows_failing_before_the_run_are_waited_for_then_stop_only_the_last_stag
 
 def test_a_row_failing_before_the_run_that_heals_lets_the_stage_go_on_at_once(monkeypatch):
     runner = GatedRecorder({"dc1", "dc2"})
-    answers = iter([[row("dc2", "WAN members alive", FAILED, "consul-server-0.dc1 (dc1) failed")]]
+    answers = iter([[row("dc2", "WAN members alive", FAILED, "consul-server-0.dc1 (dc1) failed")]] * 3
                    + [[row("dc2", "WAN members alive")]] * 2)
     monkeypatch.setattr(rollout.verify, "collect", lambda *_: next(answers))
     monkeypatch.setattr(rollout.time, "sleep", lambda _: None)
@@ -191,12 +191,25 @@ def test_a_row_failing_before_the_run_that_heals_lets_the_stage_go_on_at_once(mo
 
 def test_a_row_that_passed_before_the_run_holds_up_every_stage(monkeypatch):
     runner = GatedRecorder({"dc1", "dc2"})
-    answers = iter([[row("dc2", "WAN members alive")],
-                    [row("dc2", "WAN members alive", FAILED, "consul-server-0.dc1 (dc1) failed")]])
+    answers = iter([[row("dc2", "WAN members alive")]] * 3
+                   + [[row("dc2", "WAN members alive", FAILED, "consul-server-0.dc1 (dc1) failed")]])
     monkeypatch.setattr(rollout.verify, "collect", lambda *_: next(answers))
+    monkeypatch.setattr(rollout.time, "sleep", lambda _: None)
     gate = rollout.federation_gate(plan(), runner, timeout=0)
     assert gate(["dc1", "dc2"], False) == ("the federation was not healthy within 0 s; these rows did not pass:\n"
                                            "  dc2      WAN members alive: FAILED: consul-server-0.dc1 (dc1) failed")
+
+
+def test_a_row_that_flaps_before_the_run_counts_as_failing_before_it(monkeypatch):
+    """dc2's copy holds a broken gateway address from an earlier run: its WAN row passes one look
+    and fails the next. Failing in any of the checks before the first stage excuses it."""
+    flapping = [[row("dc2", "WAN members alive")],
+                [row("dc2", "WAN members alive", FAILED, "consul-server-0.dc1 (dc1) failed")],
+                [row("dc2", "WAN members alive")]]
+    slept = []
+    assert rollout.failing_before(iter(flapping).__next__, slept.append) == {("dc2", "WAN members alive")}
+    assert slept == [10, 10]
+    assert rollout.failing_before(iter([[row("dc2", "WAN members alive")]] * 3).__next__, slept.append) == set()
 
 
 def test_a_first_install_checks_nothing_before_it(monkeypatch):
