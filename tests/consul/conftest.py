@@ -18,8 +18,8 @@ from threedc import DATACENTERS, STATIC_GATEWAY
 
 
 MODULE_ORDER = ("test_primary.py", "test_auth_method_host.py",  # their own clusters
-                "test_day_two.py", "test_federation.py", "test_rolling_change.py",  # the shared one
-                "test_tls_ca_rotation.py")
+                "test_day_two.py", "test_federation.py",  # the shared one, then what restarts every server:
+                "test_tls_ca_rotation.py", "test_rolling_change.py")  # the CA first, on a federation day one left healthy
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,7 +2,8 @@
 day one (conftest.py): trust, sign, retire, each rolled through dc1, dc2 and dc3 by a gated up,
 interrupted once after the sign stage is written and finished by running it again. Consul, the
 chart's tls-init and create-federation-secret Jobs and the gateways are real; the clusters'
-controllers are played. Last in the tier: it restarts every server three times.
+controllers are played. It restarts every server three times, so it runs after the modules that
+need none restarted, and before test_rolling_change.py (whose typo may leave a secondary broken).
 """
 
 from __future__ import annotations
