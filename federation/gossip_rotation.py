@@ -225,14 +225,9 @@ class Rotation(rotation_cli.Rotation):
         self.say(f"{step.action} reached every member of {len(rings)} pool(s)")
 
     def finish(self) -> int:
-        rows = verify.collect(self.p, self.runner, False)
-        keyring = [r for r in rows if r.check == verify.GOSSIP_KEYRING]
-        print(verify.table(rows), file=self.runner.out)
-        if keyring and all(r.status == verify.PASSED for r in keyring):
-            self.say("rotated: one key on every member of every datacenter, the old one removed")
-            return cli.EXIT_OK
-        self.say("the keys are rotated, but verify's keyring row does not pass (above)")
-        return cli.EXIT_FAILED
+        return self.report_verified(lambda rows: [r for r in rows if r.check == verify.GOSSIP_KEYRING],
+                                    "rotated: one key on every member of every datacenter, the old one removed",
+                                    "the keys are rotated, but verify's keyring row does not pass (above)")
 
 
 class StepFailed(Exception):

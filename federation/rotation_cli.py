@@ -11,7 +11,7 @@ from typing import Callable
 from kubernetes.client.exceptions import ApiException
 from pulumi import automation as auto
 
-from . import cli, cluster_access as access, rollout
+from . import cli, cluster_access as access, rollout, verify
 from .runner import Runner, cli_error
 from .stack_plan import Plan
 
@@ -28,6 +28,21 @@ class Rotation:
         self.gate_timeout = gate_timeout
         self.dcs = {name: access.datacenter_of(runner, name, refused) for name in [p.primary, *p.secondaries]}
         self.primary = self.dcs[p.primary]
+
+    def say(self, line: str) -> None:
+        raise NotImplementedError
+
+    def report_verified(self, counted: Callable[[list[verify.Row]], list[verify.Row]], rotated: str,
+                        unverified: str) -> int:
+        """verify's table after the last step; exit 0 only when the `counted` rows exist and pass."""
+        rows = verify.collect(self.p, self.runner, False)
+        print(verify.table(rows), file=self.runner.out)
+        checked = counted(rows)
+        if checked and all(r.status == verify.PASSED for r in checked):
+            self.say(rotated)
+            return cli.EXIT_OK
+        self.say(unverified)
+        return cli.EXIT_FAILED
 
 
 def add_arguments(parser: argparse.ArgumentParser, stages: str) -> None:

@@ -38,7 +38,7 @@ from kubernetes import client
 from components.constants import CONFIG_NAMESPACE
 from components.outputs import TLS_CA_STAGE
 
-from . import cli, cluster_access as access, rollout, rotation_cli, verify
+from . import cluster_access as access, rollout, rotation_cli
 from . import stacks as stack_files
 from . import tls_ca
 from .runner import Runner
@@ -285,13 +285,8 @@ class Rotation(rotation_cli.Rotation):
                 self.say(f"deleted {self.primary.ns}/{self.names['next']}")
 
     def finish(self) -> int:
-        rows = verify.collect(self.p, self.runner, False)
-        print(verify.table(rows), file=self.runner.out)
-        if rows and all(r.status == verify.PASSED for r in rows):
-            self.say("rotated: every datacenter trusts and uses the new CA alone")
-            return cli.EXIT_OK
-        self.say("the CA is rotated, but verify does not pass every row (above)")
-        return cli.EXIT_FAILED
+        return self.report_verified(lambda rows: rows, "rotated: every datacenter trusts and uses the new CA alone",
+                                    "the CA is rotated, but verify does not pass every row (above)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
