@@ -34,7 +34,7 @@ def test_a_new_ca_is_a_ca_tls_init_can_sign_with():
     assert NEW.key.startswith("-----BEGIN EC PRIVATE KEY-----")  # tls-init's ParseSigner reads this form
     assert tls_ca.signs(NEW.cert, NEW.key) and not tls_ca.signs(NEW.cert, OLD.key)
     assert tls_ca.fingerprint(NEW.cert) != tls_ca.fingerprint(OLD.cert)
-    assert "key" not in repr(NEW).replace("key=", "") and NEW.key not in repr(NEW)
+    assert NEW.key not in repr(NEW)
 
 
 def test_a_bundle_keeps_its_order():
